@@ -1,0 +1,428 @@
+"""The METS contrastive loss family: fused, memory-light kernels and their plain references.
+
+METS aligns ECG embeddings with the embeddings of their reports by the symmetric InfoNCE of
+CLIP (Radford et al. 2021), as OpenCLIP's ``ClipLoss`` computes it::
+
+    S = s * normalize(ecg) @ normalize(text).T          # (B, B) logits, s = 1 / temperature
+    L = (cross_entropy(S, arange(B)) + cross_entropy(S.T, arange(B))) / 2
+
+The functions here compute exactly that (and its one-direction, rectangular building block) with
+fused kernels that never hold the B x B matrix: the forward pass keeps one log-sum-exp per row and
+per column, the backward pass recomputes the logits tile by tile (the online-softmax idea of
+FlashAttention and Inf-CL).  Memory is O(B D) instead of O(B^2); on one CPU core the fused loss is
+about three times faster than the eager reference at B = 4096 (see benchmarks/bench_loss.py).
+
+Back ends: the C++ kernels (OpenMP, AVX-512 / AVX2 chosen at run time) for CPU tensors in float32
+or float64; the CUDA kernels for GPU tensors in float32, float16 or bfloat16 (float32
+accumulation, no tensor cores, so TF32 settings do not change the result).  Both are
+deterministic: the CPU result depends only on the thread count (``torch.get_num_threads()``).
+
+Public API: :func:`contrastive_loss`, :func:`infonce`, :func:`normalized_similarity`,
+:class:`ContrastiveLoss`, the references :func:`reference_contrastive_loss` and
+:func:`reference_infonce`, and :func:`backends`.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+try:
+    from . import _C
+except ImportError as exc:  # pragma: no cover - only a broken install gets here
+    raise ImportError(
+        "mets_fast._C (the compiled CPU kernels) is missing: install the package with "
+        "`pip install .` so that its extensions are built"
+    ) from exc
+
+try:
+    from . import _cuda
+except ImportError:  # built without a CUDA toolkit
+    _cuda = None
+
+Scale = Union[Tensor, float]
+
+__all__ = [
+    "contrastive_loss",
+    "infonce",
+    "normalized_similarity",
+    "ContrastiveLoss",
+    "reference_contrastive_loss",
+    "reference_infonce",
+    "backends",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Public functions
+# ---------------------------------------------------------------------------------------------
+
+
+def contrastive_loss(
+    ecg_emb: Tensor, text_emb: Tensor, logit_scale: Scale, *, normalize: bool = True
+) -> Tensor:
+    """Symmetric InfoNCE (CLIP loss) between paired embeddings, fused.
+
+    Args:
+        ecg_emb: ``(B, D)`` embeddings; row i is paired with row i of ``text_emb``.
+        text_emb: ``(B, D)``, same dtype and device.
+        logit_scale: the multiplier s = 1 / temperature, a float or a 0-d tensor (differentiable).
+        normalize: divide rows by ``max(|row|, 1e-12)`` first, as ``F.normalize`` does.
+
+    Returns:
+        The scalar loss ``(CE(S, arange) + CE(S.T, arange)) / 2`` with ``S = s X Y^T``,
+        differentiable in both embeddings and in ``logit_scale``.  float32 for GPU half inputs,
+        the input dtype otherwise.
+    """
+    a, b = _check_pair(ecg_emb, text_emb, ("ecg_emb", "text_emb"))
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"ecg_emb and text_emb must have the same batch size for the symmetric loss, got "
+            f"{a.shape[0]} and {b.shape[0]} (use infonce() for rectangular logits)"
+        )
+    scale = _check_scale(logit_scale, a)
+    return _FusedLoss.apply(a, b, scale, 0, True, bool(normalize))
+
+
+def infonce(
+    rows: Tensor, cols: Tensor, logit_scale: Scale, *, offset: int = 0, normalize: bool = True
+) -> Tensor:
+    """One-direction InfoNCE over rectangular logits: ``CE(S, arange(Br) + offset)``.
+
+    Row i of ``rows`` (``(Br, D)``) is scored against every row of ``cols`` (``(Bc, D)``,
+    ``Br <= Bc``) and its positive is column ``offset + i``.  This is the building block of the
+    distributed loss: each rank's rows against the gathered global batch, as OpenCLIP's
+    ``local_loss`` computes it; the symmetric loss of a rank is
+    ``(infonce(ecg, all_text, s, offset=o) + infonce(text, all_ecg, s, offset=o)) / 2``.
+    Differentiable in ``rows``, ``cols`` and ``logit_scale``.
+    """
+    a, b = _check_pair(rows, cols, ("rows", "cols"))
+    if a.shape[0] > b.shape[0]:
+        raise ValueError(
+            f"rows must not outnumber cols (Br <= Bc), got Br={a.shape[0]} and Bc={b.shape[0]}"
+        )
+    if not isinstance(offset, int) or isinstance(offset, bool):
+        raise TypeError(f"offset must be an int, got {type(offset).__name__}")
+    if not 0 <= offset <= b.shape[0] - a.shape[0]:
+        raise ValueError(
+            f"offset must lie in [0, Bc - Br] = [0, {b.shape[0] - a.shape[0]}] so that every "
+            f"row's positive column exists, got {offset}"
+        )
+    scale = _check_scale(logit_scale, a)
+    return _FusedLoss.apply(a, b, scale, offset, False, bool(normalize))
+
+
+def normalized_similarity(a: Tensor, b: Tensor, logit_scale: Scale = 1.0) -> Tensor:
+    """``s * normalize(a) @ normalize(b).T``, shaped ``(Ba, Bb)``, differentiable in all three.
+
+    The zero-shot scores of an ECG batch against the class embeddings.  Unlike the losses, this
+    returns the whole matrix, so its memory is O(Ba Bb).
+    """
+    a, b = _check_pair(a, b, ("a", "b"))
+    scale = _check_scale(logit_scale, a)
+    return _FusedSimilarity.apply(a, b, scale)
+
+
+def reference_contrastive_loss(
+    ecg_emb: Tensor, text_emb: Tensor, logit_scale: Scale, *, normalize: bool = True
+) -> Tensor:
+    """The eager PyTorch symmetric InfoNCE (one matmul, two cross-entropies), for tests and
+    benchmarks; same signature and result as :func:`contrastive_loss`."""
+    x = F.normalize(ecg_emb, dim=-1) if normalize else ecg_emb
+    y = F.normalize(text_emb, dim=-1) if normalize else text_emb
+    logits = logit_scale * x @ y.T
+    labels = torch.arange(logits.shape[0], device=logits.device)
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def reference_infonce(
+    rows: Tensor, cols: Tensor, logit_scale: Scale, *, offset: int = 0, normalize: bool = True
+) -> Tensor:
+    """The eager PyTorch one-direction InfoNCE; same signature and result as :func:`infonce`."""
+    x = F.normalize(rows, dim=-1) if normalize else rows
+    y = F.normalize(cols, dim=-1) if normalize else cols
+    logits = logit_scale * x @ y.T
+    labels = torch.arange(logits.shape[0], device=logits.device) + offset
+    return F.cross_entropy(logits, labels)
+
+
+class ContrastiveLoss(nn.Module):
+    """The METS loss with its learnable temperature; the model holds one of these, and its
+    :attr:`logit_scale` is *the* logit scale everywhere (training and zero-shot scoring).
+
+    Follows OpenCLIP's convention: the parameter ``log_scale`` holds ``log(1 / temperature)``,
+    initialised from ``init_temperature`` (0.07 in CLIP and METS), and :meth:`clamp_`, called after
+    each optimiser step, keeps the scale in ``[1, max_logit_scale]``.
+
+    Args:
+        init_temperature: initial temperature (> 0); the initial scale is its inverse.
+        max_logit_scale: upper bound of the scale enforced by :meth:`clamp_` (100 in CLIP).
+        learnable: register ``log_scale`` as a parameter (else a buffer, a fixed temperature).
+    """
+
+    def __init__(
+        self, init_temperature: float = 0.07, max_logit_scale: float = 100.0, learnable: bool = True
+    ):
+        super().__init__()
+        if not (isinstance(init_temperature, Real) and math.isfinite(init_temperature)) or (
+            init_temperature <= 0
+        ):
+            raise ValueError(f"init_temperature must be a positive number, got {init_temperature}")
+        if not (isinstance(max_logit_scale, Real) and max_logit_scale >= 1):
+            raise ValueError(f"max_logit_scale must be a number >= 1, got {max_logit_scale}")
+        if 1.0 / init_temperature > max_logit_scale:
+            raise ValueError(
+                f"the initial scale 1/init_temperature = {1.0 / init_temperature:g} exceeds "
+                f"max_logit_scale = {max_logit_scale:g}"
+            )
+        log_scale = torch.tensor(math.log(1.0 / init_temperature), dtype=torch.float32)
+        if learnable:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+        self.max_logit_scale = float(max_logit_scale)
+
+    @property
+    def logit_scale(self) -> Tensor:
+        """The multiplier s = exp(log_scale) = 1 / temperature (a 0-d tensor, differentiable)."""
+        return self.log_scale.exp()
+
+    @property
+    def temperature(self) -> float:
+        return float(torch.exp(-self.log_scale.detach()))
+
+    def forward(self, ecg_emb: Tensor, text_emb: Tensor) -> Tensor:
+        return contrastive_loss(ecg_emb, text_emb, self.logit_scale.to(ecg_emb.device))
+
+    @torch.no_grad()
+    def clamp_(self) -> "ContrastiveLoss":
+        """Clamp the scale to ``[1, max_logit_scale]`` in place (call after optimiser.step())."""
+        self.log_scale.clamp_(0.0, math.log(self.max_logit_scale))
+        return self
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature:.4g}, max_logit_scale={self.max_logit_scale:g}"
+
+
+def backends() -> dict:
+    """Which kernels this installation has: ``cpu`` (the C++ module loaded), ``cpu_isa`` (the
+    instruction set in use: ``"avx512"``, ``"avx2"`` or ``"portable"``), ``openmp``,
+    ``cuda_built`` (the CUDA module exists), ``cuda_available`` (it found a device) and
+    ``cuda_status`` (why not, where not)."""
+    cuda_devices = _cuda.device_count() if _cuda is not None else 0
+    return {
+        "cpu": True,
+        "cpu_isa": _C.isa(),
+        "openmp": _C.openmp(),
+        "cuda_built": _cuda is not None,
+        "cuda_available": bool(cuda_devices) and torch.cuda.is_available(),
+        "cuda_status": _cuda.status() if _cuda is not None else "built without CUDA",
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------------------------
+
+_CPU_DTYPES = (torch.float32, torch.float64)
+_CUDA_DTYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+
+
+def _check_pair(a: Tensor, b: Tensor, names: tuple) -> tuple:
+    """Validates two embedding matrices and returns them contiguous."""
+    for t, name in zip((a, b), names):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 2:
+            raise ValueError(f"{name} must be 2-d (batch, dim), got shape {tuple(t.shape)}")
+        if t.numel() == 0:
+            raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same width, got {a.shape[1]} and {b.shape[1]}"
+        )
+    if a.device != b.device:
+        raise ValueError(f"{names[0]} is on {a.device} but {names[1]} is on {b.device}")
+    if a.dtype != b.dtype:
+        raise TypeError(f"{names[0]} is {a.dtype} but {names[1]} is {b.dtype}; use one dtype")
+    if a.device.type == "cuda":
+        if _cuda is None:
+            raise RuntimeError(
+                "mets_fast was built without its CUDA kernels (no CUDA toolkit at install time); "
+                "reinstall on a machine with nvcc, or move the tensors to the CPU"
+            )
+        if a.dtype not in _CUDA_DTYPES:
+            raise TypeError(f"the CUDA kernels take float32, float16 or bfloat16, got {a.dtype}")
+    elif a.device.type == "cpu":
+        if a.dtype not in _CPU_DTYPES:
+            raise TypeError(
+                f"the CPU kernels take float32 or float64, got {a.dtype} (convert with .float())"
+            )
+    else:
+        raise ValueError(f"unsupported device {a.device}; use the CPU or a CUDA device")
+    for t, name in zip((a, b), names):
+        bad = int((~torch.isfinite(t.detach())).sum())
+        if bad:
+            raise ValueError(f"{name} holds {bad} non-finite value(s) (NaN or inf)")
+    return a.contiguous(), b.contiguous()
+
+
+def _check_scale(logit_scale: Scale, like: Tensor) -> Tensor:
+    """Validates the logit scale and returns it as a 0-d tensor (keeping its autograd graph)."""
+    if isinstance(logit_scale, Tensor):
+        if logit_scale.numel() != 1:
+            raise ValueError(
+                f"logit_scale must be a scalar (0-d tensor or float), got shape "
+                f"{tuple(logit_scale.shape)}"
+            )
+        scale = logit_scale.reshape(())
+        value = float(scale.detach())
+    elif isinstance(logit_scale, Real) and not isinstance(logit_scale, bool):
+        value = float(logit_scale)
+        dtype = like.dtype if like.dtype in _CPU_DTYPES else torch.float32
+        scale = torch.tensor(value, dtype=dtype)
+    else:
+        raise TypeError(f"logit_scale must be a float or a 0-d tensor, got {type(logit_scale)}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"logit_scale must be a positive finite number, got {value}")
+    return scale
+
+
+# ---------------------------------------------------------------------------------------------
+# Autograd over the kernels
+# ---------------------------------------------------------------------------------------------
+
+
+def _threads() -> int:
+    return torch.get_num_threads()
+
+
+def _np(t: Tensor):
+    return t.detach().numpy()
+
+
+def _scale_grad(value: float, scale: Tensor) -> Tensor:
+    return torch.tensor(value, dtype=scale.dtype, device=scale.device)
+
+
+class _Cuda:
+    """The CUDA kernels' calling convention: device pointers, sizes and the current stream."""
+
+    @staticmethod
+    def pair_args(a: Tensor, b: Tensor, norm_a: Tensor, norm_b: Tensor, s: float, normalize: bool):
+        stream = torch.cuda.current_stream(a.device).cuda_stream
+        return (a.data_ptr(), b.data_ptr(), a.shape[0], b.shape[0], a.shape[1],
+                _CUDA_DTYPES[a.dtype], norm_a.data_ptr(), norm_b.data_ptr(), s, normalize, stream)
+
+    @staticmethod
+    def gradients(a: Tensor, b: Tensor, launch) -> tuple:
+        """Allocates the float32 workspace and the outputs of a backward kernel, runs
+        ``launch(g_rows, g_cols, ds_rows, da, db, dscale)`` and returns (da, db, dscale)."""
+        f32 = dict(dtype=torch.float32, device=a.device)
+        g_rows = torch.empty(a.shape, **f32)
+        g_cols = torch.empty(b.shape, **f32)
+        ds_rows = torch.empty(a.shape[0], **f32)
+        da, db = torch.empty_like(a), torch.empty_like(b)
+        dscale = torch.empty((), **f32)
+        launch(g_rows.data_ptr(), g_cols.data_ptr(), ds_rows.data_ptr(), da.data_ptr(),
+               db.data_ptr(), dscale.data_ptr())
+        return da, db, dscale
+
+
+class _FusedLoss(torch.autograd.Function):
+    """Symmetric or one-direction InfoNCE over (a, b); saves the inputs, their norms and the
+    log-sum-exp vectors, and recomputes the logits in backward."""
+
+    @staticmethod
+    def forward(ctx, a, b, scale, offset, symmetric, normalize):
+        s = float(scale)
+        rows, cols = a.shape[0], b.shape[0]
+        if a.is_cuda:
+            f32 = dict(dtype=torch.float32, device=a.device)
+            norm_a, norm_b = torch.empty(rows, **f32), torch.empty(cols, **f32)
+            lse_row = torch.empty(rows, **f32)
+            lse_col = torch.empty(cols, **f32) if symmetric else None
+            pos = torch.empty(rows, **f32)
+            loss = torch.empty((), **f32)
+            with torch.cuda.device(a.device):
+                _cuda.loss_forward(
+                    *_Cuda.pair_args(a, b, norm_a, norm_b, s, normalize), offset, symmetric,
+                    lse_row.data_ptr(), lse_col.data_ptr() if symmetric else 0, pos.data_ptr(),
+                    loss.data_ptr())
+        else:
+            norm_a, norm_b = a.new_empty(rows), b.new_empty(cols)
+            lse_row = a.new_empty(rows)
+            lse_col = a.new_empty(cols) if symmetric else None
+            value = _C.loss_forward(
+                _np(a), _np(b), _np(norm_a), _np(norm_b), _np(lse_row),
+                _np(lse_col) if symmetric else None, s, offset, symmetric, normalize, _threads())
+            loss = torch.tensor(value, dtype=a.dtype)
+        ctx.save_for_backward(a, b, norm_a, norm_b, lse_row, lse_col, scale)
+        ctx.config = (offset, symmetric, normalize)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, norm_a, norm_b, lse_row, lse_col, scale = ctx.saved_tensors
+        offset, symmetric, normalize = ctx.config
+        s, g = float(scale), float(grad)
+        if a.is_cuda:
+            with torch.cuda.device(a.device):
+                pair = _Cuda.pair_args(a, b, norm_a, norm_b, s, normalize)
+                lse_col_ptr = lse_col.data_ptr() if symmetric else 0
+                da, db, dscale = _Cuda.gradients(a, b, lambda *out: _cuda.loss_backward(
+                    *pair, offset, symmetric, lse_row.data_ptr(), lse_col_ptr, g, *out))
+            dscale = dscale.to(scale.dtype)
+        else:
+            da, db = torch.empty_like(a), torch.empty_like(b)
+            ds = _C.loss_backward(
+                _np(a), _np(b), _np(norm_a), _np(norm_b), _np(lse_row),
+                _np(lse_col) if symmetric else None, s, offset, symmetric, normalize, g,
+                _np(da), _np(db), _threads())
+            dscale = _scale_grad(ds, scale)
+        return da, db, dscale.to(scale.device), None, None, None
+
+
+class _FusedSimilarity(torch.autograd.Function):
+    """S = s normalize(a) normalize(b)^T; backward multiplies dL/dS into both operands."""
+
+    @staticmethod
+    def forward(ctx, a, b, scale):
+        s = float(scale)
+        rows, cols = a.shape[0], b.shape[0]
+        out = a.new_empty((rows, cols))
+        if a.is_cuda:
+            f32 = dict(dtype=torch.float32, device=a.device)
+            norm_a, norm_b = torch.empty(rows, **f32), torch.empty(cols, **f32)
+            with torch.cuda.device(a.device):
+                _cuda.similarity_forward(*_Cuda.pair_args(a, b, norm_a, norm_b, s, True),
+                                         out.data_ptr())
+        else:
+            norm_a, norm_b = a.new_empty(rows), b.new_empty(cols)
+            _C.similarity_forward(_np(a), _np(b), _np(norm_a), _np(norm_b), _np(out), s, True,
+                                  _threads())
+        ctx.save_for_backward(a, b, norm_a, norm_b, scale)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        a, b, norm_a, norm_b, scale = ctx.saved_tensors
+        s = float(scale)
+        grad_out = grad_out.contiguous()
+        if a.is_cuda:
+            with torch.cuda.device(a.device):
+                pair = _Cuda.pair_args(a, b, norm_a, norm_b, s, True)
+                da, db, dscale = _Cuda.gradients(a, b, lambda *out: _cuda.similarity_backward(
+                    *pair, grad_out.data_ptr(), *out))
+            dscale = dscale.to(scale.dtype)
+        else:
+            da, db = torch.empty_like(a), torch.empty_like(b)
+            ds = _C.similarity_backward(_np(a), _np(b), _np(norm_a), _np(norm_b), _np(grad_out),
+                                        _np(da), _np(db), s, True, _threads())
+            dscale = _scale_grad(ds, scale)
+        return da, db, dscale.to(scale.device)
