@@ -73,6 +73,19 @@ template <class V, class T> METS_HD V normalize_backward(V g, V x, T gx_dot, T i
     return above_eps ? (g - x * gx_dot) * inv : g * inv;
 }
 
+// With normalised rows every logit lies in [-s, s], so exp(S - s) lies in [exp(-2s), 1] and a
+// fixed shift by s is exact as long as exp(-2s) stays a normal number (s <= 40 in float32,
+// s <= 350 in float64).  Then one exponential per logit serves the row and the column sums, and
+// dL/dS = exp(S - s) (w_row exp(s - lse_row) + w_col exp(s - lse_col)) needs no second one.
+// Larger scales, or logits without normalisation, need the running maxima below.
+template <class T> struct FixedShift;
+template <> struct FixedShift<float> { static constexpr double max_scale = 40.0; };
+template <> struct FixedShift<double> { static constexpr double max_scale = 350.0; };
+
+template <class T> METS_HD bool fixed_shift_ok(double scale, bool normalize) {
+    return normalize && scale <= FixedShift<T>::max_scale;
+}
+
 // One step of the online log-sum-exp: the running (max m, sum l) absorbs a block whose maximum
 // is `block_max`; returns the factor by which the old sum must be scaled and updates m.  The sum
 // of exp(v - m) over the block is then added by the caller.  Running maxima are kept because a

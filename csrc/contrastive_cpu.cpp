@@ -86,8 +86,12 @@ inline int thread_count(int requested) {
 
 // c[MRT x PW] = x . panel^T over `chunks` chunks of CW features, where x points at MRT rows of a
 // chunked copy (chunk stride x_chunk) and the panel holds PW rows of y as [chunks * CW][PW].
+// Kept out of line: inlined into the tile loops, its accumulators would compete with the
+// caller's values for registers and spill.
+#define METS_MICRO_KERNEL __attribute__((noinline))
+
 template <class T>
-inline void micro_nt(int64_t chunks, const T* __restrict x, int64_t x_chunk,
+METS_MICRO_KERNEL void micro_nt(int64_t chunks, const T* __restrict x, int64_t x_chunk,
                      const T* __restrict panel, T* __restrict c, int64_t ldc) {
     vec<T> acc[MRT][NVT] = {};
     for (int64_t ch = 0; ch < chunks; ++ch) {
@@ -115,7 +119,7 @@ inline void micro_nt(int64_t chunks, const T* __restrict x, int64_t x_chunk,
 // row-wise (A(i, p) = g[i * ldg + p]) or, with Transposed, column-wise (A(i, p) = g[p * ldg + i]).
 // Only the first m_valid rows of c are written, so c may be a caller's array without padding.
 template <class T, bool Transposed>
-inline void micro_nn(int64_t K, const T* __restrict g, int64_t ldg, const T* __restrict bm,
+METS_MICRO_KERNEL void micro_nn(int64_t K, const T* __restrict g, int64_t ldg, const T* __restrict bm,
                      T* __restrict c, int64_t ldc, int m_valid) {
     vec<T> acc[MRN][NVN] = {};
     for (int64_t p = 0; p < K; ++p) {
@@ -218,8 +222,12 @@ template <class T> struct Prepared {
             (is_a ? ia : ib)[r] = inv;
             if (!dst) continue;
             const T f = is_a ? inv * o.scale : inv;
-            for (int64_t k = 0; k < Dpl; ++k)
-                dst[k / CW<T> * chunk + k % CW<T>] = src && k < Dl ? src[k] * f : T(0);
+            const int64_t valid = src ? Dl : 0;
+            for (int64_t k0 = 0; k0 < Dpl; k0 += CW<T>, dst += chunk) {
+                const int64_t n = min64(CW<T>, valid - k0);
+                for (int64_t kk = 0; kk < n; ++kk) dst[kk] = src[k0 + kk] * f;
+                for (int64_t kk = n < 0 ? 0 : n; kk < CW<T>; ++kk) dst[kk] = 0;
+            }
         }
     }
 };
@@ -230,16 +238,16 @@ template <class T> void pack_panel(const Prepared<T>& pr, int64_t j0, int64_t nb
     const int64_t D = pr.D, Dp = pr.Dp, cols = pr.op.cols;
     for (int64_t jj = 0; jj < nb; jj += PW<T>) {
         T* dst = panel + jj * Dp;
-        const T* src[PW<T>];
-        T f[PW<T>];
         for (int c = 0; c < PW<T>; ++c) {
             const int64_t j = j0 + jj + c;
-            src[c] = j < cols ? pr.op.b + j * D : nullptr;
-            f[c] = j < cols ? pr.inv_b.p[j] : T(0);
+            const int64_t valid = j < cols ? D : 0;
+            if (valid) {
+                const T* src = pr.op.b + j * D;
+                const T f = pr.inv_b.p[j];
+                for (int64_t k = 0; k < valid; ++k) dst[k * PW<T> + c] = src[k] * f;
+            }
+            for (int64_t k = valid; k < Dp; ++k) dst[k * PW<T> + c] = 0;
         }
-        for (int64_t k = 0; k < Dp; ++k)
-            for (int c = 0; c < PW<T>; ++c)
-                dst[k * PW<T> + c] = src[c] && k < D ? src[c][k] * f[c] : T(0);
     }
 }
 
@@ -331,17 +339,22 @@ double finish_gradients(const Prepared<T>& pr, const GradSinks<T>& sink, T* da, 
         T* out = (is_a ? da : db) + r * D;
         const T inv = (is_a ? pr.inv_a.p : pr.inv_b.p)[r];
         const T gscale = is_a ? op.scale : T(1);
-        T dot = 0;  // g . x with g the gradient of the normalised row
-        for (int64_t k = 0; k < D; ++k) dot += g[k] * src[k] * inv;
+        // g . x with g the gradient of the normalised row; vector lanes, then the tail.
+        vec<T> dv{};
+        int64_t k = 0;
+        for (; k + W<T> <= D; k += W<T>) dv += load(g + k) * load(src + k);
+        T dot = hsum<T>(dv);
+        for (; k < D; ++k) dot += g[k] * src[k];
+        dot *= inv;
         if (is_a) ds_rows.p[r] = double(dot);
         dot *= gscale;
-        if (!op.normalize) {
-            for (int64_t k = 0; k < D; ++k) out[k] = g[k] * gscale;
-            continue;
-        }
         const bool above = (is_a ? op.norm_a : op.norm_b)[r] > T(kNormEps);
-        for (int64_t k = 0; k < D; ++k)
-            out[k] = normalize_backward(g[k] * gscale, src[k] * inv, dot, inv, above);
+        auto out_of = [&](auto gv, auto xv) {
+            return op.normalize ? normalize_backward(gv * gscale, xv * inv, dot, inv, above)
+                                : gv * gscale;
+        };
+        for (k = 0; k + W<T> <= D; k += W<T>) store(out + k, out_of(load(g + k), load(src + k)));
+        for (; k < D; ++k) out[k] = out_of(g[k], src[k]);
     }
     double ds = 0;
     for (int64_t i = 0; i < rows; ++i) ds += ds_rows.p[i];
@@ -400,8 +413,11 @@ double loss_forward(const Operands<T>& op, int64_t offset, bool symmetric, T* ls
     const T masked = Masked<T>::value;
     Buffer<T> rmax(pr.rows_p), rsum(pr.rows_p), cmax(pr.cols_p), csum(pr.cols_p);
     Buffer<T> positive(op.rows);
-    for (int64_t i = 0; i < pr.rows_p; ++i) rmax.p[i] = masked, rsum.p[i] = 0;
-    for (int64_t j = 0; j < pr.cols_p; ++j) cmax.p[j] = masked, csum.p[j] = 0;
+    // With a fixed shift the "running maxima" are the shift itself and never move.
+    const bool fixed = fixed_shift_ok<T>(double(op.scale), op.normalize);
+    const T shift = op.scale, start = fixed ? shift : masked;
+    for (int64_t i = 0; i < pr.rows_p; ++i) rmax.p[i] = start, rsum.p[i] = 0;
+    for (int64_t j = 0; j < pr.cols_p; ++j) cmax.p[j] = start, csum.p[j] = 0;
     Scratch<T> scratch(threads, pr.Dp);
     auto sexp_f = [](T v) { return sexp(v); };
 
@@ -422,6 +438,24 @@ double loss_forward(const Operands<T>& op, int64_t offset, bool symmetric, T* ls
                 }
                 for (int64_t i = 0; i < mb; ++i)
                     for (int64_t j = (i < mr ? nc : 0); j < nb; ++j) tile[i * NB + j] = masked;
+                if (fixed) {
+                    // One exponential per logit feeds both sums (see fixed_shift_ok).
+                    vec<T> col_acc[NB / W<T>] = {};
+                    for (int64_t i = 0; i < mb; ++i) {
+                        const T* row = tile + i * NB;
+                        vec<T> acc{};
+                        for (int64_t j = 0; j < nb; j += W<T>) {
+                            const vec<T> e = vexp(load(row + j) - shift);
+                            acc += e;
+                            col_acc[j / W<T>] += e;
+                        }
+                        if (i < mr) rsum.p[i0 + i] += hsum<T>(acc);
+                    }
+                    if (symmetric)
+                        for (int64_t j = 0; j < nb; j += W<T>)
+                            store(csum.p + j0 + j, load(csum.p + j0 + j) + col_acc[j / W<T>]);
+                    continue;
+                }
                 // rows
                 for (int64_t i = 0; i < mr; ++i) {
                     const T* row = tile + i * NB;
@@ -475,6 +509,15 @@ double loss_backward(const Operands<T>& op, int64_t offset, bool symmetric, cons
     Buffer<T> lr(pr.rows_p), lc(pr.cols_p);
     for (int64_t i = 0; i < pr.rows_p; ++i) lr.p[i] = i < op.rows ? lse_row[i] : T(0);
     for (int64_t j = 0; j < pr.cols_p; ++j) lc.p[j] = symmetric && j < op.cols ? lse_col[j] : T(0);
+    // With a fixed shift, dL/dS = exp(S - s) (alpha_row + alpha_col): the per-row and per-column
+    // factors w exp(s - lse) replace the log-sum-exps.
+    const bool fixed = fixed_shift_ok<T>(double(op.scale), op.normalize);
+    const T shift = op.scale;
+    if (fixed) {
+        for (int64_t i = 0; i < pr.rows_p; ++i) lr.p[i] = w_row * sexp(shift - lr.p[i]);
+        for (int64_t j = 0; j < pr.cols_p; ++j)
+            lc.p[j] = symmetric ? w_col * sexp(shift - lc.p[j]) : T(0);
+    }
 
     auto pack = [&](int64_t j0, int64_t nb, T* panel) { pack_panel(pr, j0, nb, panel); };
     return backward_pass(pr, da, db, pack, [&](int64_t i0, int64_t mb, int64_t mr, int64_t j0,
@@ -483,7 +526,10 @@ double loss_backward(const Operands<T>& op, int64_t offset, bool symmetric, cons
         for (int64_t i = 0; i < mb; ++i) {
             T* row = tile + i * NB;
             const vec<T> li = splat(lr.p[i0 + i]);
-            if (symmetric) {
+            if (fixed) {
+                for (int64_t j = 0; j < nb; j += W<T>)
+                    store(row + j, vexp(load(row + j) - shift) * (li + load(lc.p + j0 + j)));
+            } else if (symmetric) {
                 for (int64_t j = 0; j < nb; j += W<T>)
                     store(row + j, logit_grad(load(row + j), li, load(lc.p + j0 + j), w_row, w_col,
                                               VExp()));

@@ -265,10 +265,12 @@ def _check_pair(a: Tensor, b: Tensor, names: tuple) -> tuple:
             )
     else:
         raise ValueError(f"unsupported device {a.device}; use the CPU or a CUDA device")
-    for t, name in zip((a, b), names):
-        bad = int((~torch.isfinite(t.detach())).sum())
-        if bad:
-            raise ValueError(f"{name} holds {bad} non-finite value(s) (NaN or inf)")
+    # A sum is NaN or inf whenever an element is; only then (or on overflow) count exactly.
+    if not bool(torch.isfinite(a.detach().sum() + b.detach().sum())):
+        for t, name in zip((a, b), names):
+            bad = int((~torch.isfinite(t.detach())).sum())
+            if bad:
+                raise ValueError(f"{name} holds {bad} non-finite value(s) (NaN or inf)")
     return a.contiguous(), b.contiguous()
 
 
@@ -340,7 +342,7 @@ class _FusedLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, b, scale, offset, symmetric, normalize):
-        s = float(scale)
+        s = float(scale.detach())
         rows, cols = a.shape[0], b.shape[0]
         if a.is_cuda:
             f32 = dict(dtype=torch.float32, device=a.device)
@@ -370,7 +372,7 @@ class _FusedLoss(torch.autograd.Function):
     def backward(ctx, grad):
         a, b, norm_a, norm_b, lse_row, lse_col, scale = ctx.saved_tensors
         offset, symmetric, normalize = ctx.config
-        s, g = float(scale), float(grad)
+        s, g = float(scale.detach()), float(grad.detach())
         if a.is_cuda:
             with torch.cuda.device(a.device):
                 pair = _Cuda.pair_args(a, b, norm_a, norm_b, s, normalize)
@@ -393,7 +395,7 @@ class _FusedSimilarity(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, b, scale):
-        s = float(scale)
+        s = float(scale.detach())
         rows, cols = a.shape[0], b.shape[0]
         out = a.new_empty((rows, cols))
         if a.is_cuda:
@@ -412,7 +414,7 @@ class _FusedSimilarity(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         a, b, norm_a, norm_b, scale = ctx.saved_tensors
-        s = float(scale)
+        s = float(scale.detach())
         grad_out = grad_out.contiguous()
         if a.is_cuda:
             with torch.cuda.device(a.device):
