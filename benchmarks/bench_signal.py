@@ -1,0 +1,205 @@
+"""R-peak detection and ECG cleaning against the usual Python peers, side by side.
+
+Detection, single thread, over the shared MIT-BIH DS1 records (lead MLII): ours against
+sleepecg's C detector, neurokit2's default, Pan-Tompkins and Manikandan detectors and wfdb's
+GQRS, each with its own filtering; Se, PPV and F1 (150 ms matching, each beat used once,
+ventricular flutter excluded as ANSI/AAMI EC57 does, and also with nothing excluded) and
+samples per second of process CPU time.
+
+Cleaning: `clean` on 256 PTB-XL-shaped ECGs (12 leads, 10 s, 500 Hz) against the same chain
+written with scipy (mets_fast.signal.reference.clean_scipy) and neurokit2's ecg_clean, records
+per second on 1 and 2 threads.
+
+    python benchmarks/bench_signal.py [--quick]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import table, write_results  # noqa: E402
+
+from mets_fast.signal import clean, detect_rpeaks, match_beats  # noqa: E402
+from mets_fast.signal.reference import clean_scipy  # noqa: E402
+
+BEAT_SYMBOLS = set("NLRBAaJSVrFejnE/fQ?")
+
+
+def data_root() -> Path | None:
+    env = os.environ.get("METS_FAST_DATA")
+    for path in ([Path(env)] if env else []) + [Path(__file__).resolve().parents[2] / "shared" / "data"]:
+        if (path / "mitdb-ds1").is_dir():
+            return path
+    return None
+
+
+def load_mitdb(root: Path, names=None):
+    import wfdb
+
+    records = {}
+    for header in sorted((root / "mitdb-ds1").glob("*.hea")):
+        if names and header.stem not in names:
+            continue
+        path = str(header.with_suffix(""))
+        record, ann = wfdb.rdrecord(path), wfdb.rdann(path, "atr")
+        symbols = np.asarray(ann.symbol)
+        lead = record.sig_name.index("MLII") if "MLII" in record.sig_name else 0
+        flutter = np.stack([ann.sample[symbols == "["], ann.sample[symbols == "]"]], axis=1)
+        records[header.stem] = (np.ascontiguousarray(record.p_signal[:, lead]), float(record.fs),
+                                ann.sample[np.isin(symbols, list(BEAT_SYMBOLS))], flutter)
+    return records
+
+
+def detectors(quick: bool) -> dict:
+    """name -> (callable(signal, fs) -> indices, repeats for timing)."""
+    found = {"mets_fast": (lambda x, fs: detect_rpeaks(x, fs), 5)}
+    try:
+        import sleepecg
+
+        found["sleepecg (C)"] = (lambda x, fs: sleepecg.detect_heartbeats(x, fs, backend="c"), 5)
+    except ImportError:
+        print("sleepecg not installed: skipped (pip install '.[bench]')")
+    try:
+        import neurokit2 as nk
+
+        def nk_detector(method, clean_method):
+            def run(x, fs):
+                cleaned = nk.ecg_clean(x, sampling_rate=int(fs), method=clean_method)
+                return nk.ecg_peaks(cleaned, sampling_rate=int(fs), method=method)[1]["ECG_R_Peaks"]
+            return run
+
+        found["neurokit2 default"] = (nk_detector("neurokit", "neurokit"), 1)
+        found["neurokit2 Pan-Tompkins"] = (nk_detector("pantompkins1985", "pantompkins1985"), 1)
+        found["neurokit2 Manikandan"] = (nk_detector("manikandan2012", "neurokit"), 1)
+    except ImportError:
+        print("neurokit2 not installed: skipped (pip install '.[bench]')")
+    if not quick:
+        import wfdb.processing
+
+        found["wfdb GQRS"] = (lambda x, fs: wfdb.processing.gqrs_detect(x, fs=fs), 1)
+    return found
+
+
+def detection(records: dict, quick: bool) -> list:
+    numba.set_num_threads(1)
+    rows = []
+    for name, (fn, repeats) in detectors(quick).items():
+        ec57 = everything = None
+        cpu = 0.0
+        samples = 0
+        fn(*next(iter(records.values()))[:2])  # warm-up (compilation, caches)
+        for signal, fs, beats, flutter in records.values():
+            times = []
+            for _ in range(repeats):
+                c0 = time.process_time()
+                found = np.asarray(fn(signal, fs), dtype=np.int64)
+                times.append(time.process_time() - c0)
+            cpu += statistics.median(times)
+            samples += len(signal)
+            a = match_beats(found, beats, fs, 0.15, exclude=flutter)
+            b = match_beats(found, beats, fs, 0.15)
+            ec57 = a if ec57 is None else ec57 + a
+            everything = b if everything is None else everything + b
+        rows.append({"detector": name, "se": ec57.sensitivity, "ppv": ec57.ppv, "f1": ec57.f1,
+                     "se_all": everything.sensitivity, "ppv_all": everything.ppv,
+                     "msamples_per_s": samples / cpu / 1e6, "counts": ec57._asdict()})
+        print(f"  {name}: Se {100 * ec57.sensitivity:.2f} %, PPV {100 * ec57.ppv:.2f} %, "
+              f"{samples / cpu / 1e6:.1f} M samples/s", flush=True)
+    return rows
+
+
+def ptbxl_like(n_records: int, seed: int = 0) -> np.ndarray:
+    """12-lead, 10 s, 500 Hz float32 signals: a random walk (wander) plus white noise."""
+    rng = np.random.default_rng(seed)
+    shape = (n_records, 12, 5000)
+    x = np.cumsum(rng.standard_normal(shape, dtype=np.float32), axis=-1) * 0.01
+    return (x + 0.1 * rng.standard_normal(shape, dtype=np.float32)).astype(np.float32)
+
+
+def cleaning(n_records: int, repeats: int) -> list:
+    x = ptbxl_like(n_records)
+    fs = 500.0
+    rows = []
+
+    def timed(fn):
+        fn()
+        wall, cpu = [], []
+        for _ in range(repeats):
+            w0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            wall.append(time.perf_counter() - w0)
+            cpu.append(time.process_time() - c0)
+        return statistics.median(wall), statistics.median(cpu)
+
+    for threads in (1, 2):
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        wall, cpu = timed(lambda: clean(x, fs))
+        rows.append({"implementation": "mets_fast.clean", "threads": threads,
+                     "records_per_s": n_records / wall, "cpu_s": cpu})
+    wall, cpu = timed(lambda: clean_scipy(x, fs))
+    rows.append({"implementation": "same chain in scipy", "threads": 1,
+                 "records_per_s": n_records / wall, "cpu_s": cpu})
+    try:
+        import neurokit2 as nk
+
+        subset = x[: max(1, n_records // 8)]
+        wall, cpu = timed(lambda: [nk.ecg_clean(lead, sampling_rate=500) for rec in subset
+                                   for lead in rec])
+        rows.append({"implementation": "neurokit2 ecg_clean", "threads": 1,
+                     "records_per_s": len(subset) / wall, "cpu_s": cpu * n_records / len(subset)})
+    except ImportError:
+        pass
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 records, 32 ECGs: under a minute")
+    args = parser.parse_args()
+
+    root = data_root()
+    det_rows = []
+    if root is None:
+        print("shared MIT-BIH records not found (METS_FAST_DATA or ../shared/data): detection "
+              "skipped")
+    else:
+        records = load_mitdb(root, {"101", "203", "207"} if args.quick else None)
+        det_rows = detection(records, args.quick)
+    clean_rows = cleaning(32 if args.quick else 256, 2 if args.quick else 5)
+
+    if det_rows:
+        print(f"\n## R-peak detection, MIT-BIH DS1 ({len(records)} records, MLII), 1 thread\n")
+        print(table(["detector", "Se %", "PPV %", "F1 %", "Se % (no exclusion)",
+                     "PPV % (no exclusion)", "M samples/s", "vs sleepecg"],
+                    [[r["detector"], 100 * r["se"], 100 * r["ppv"], 100 * r["f1"],
+                      100 * r["se_all"], 100 * r["ppv_all"], r["msamples_per_s"],
+                      _ratio(r, det_rows)] for r in det_rows]))
+    print("\n## clean: 12 leads x 10 s x 500 Hz ECGs (wall time, medians)\n")
+    scipy_rate = next(r["records_per_s"] for r in clean_rows if r["implementation"].startswith("same"))
+    print(table(["implementation", "threads", "records/s", "vs scipy chain"],
+                [[r["implementation"], r["threads"], r["records_per_s"],
+                  r["records_per_s"] / scipy_rate] for r in clean_rows]))
+    path = write_results("bench_signal", {"detection": det_rows, "clean": clean_rows}, args.quick)
+    print(f"\nresults written to {path}")
+
+
+def _ratio(row, rows):
+    peer = next((r for r in rows if r["detector"].startswith("sleepecg")), None)
+    return row["msamples_per_s"] / peer["msamples_per_s"] if peer else float("nan")
+
+
+if __name__ == "__main__":
+    main()
