@@ -79,3 +79,9 @@ def mitdb(shared_data):
         lead = record.sig_name.index("MLII") if "MLII" in record.sig_name else 0
         records[name] = (record.p_signal[:, lead], float(record.fs), beats, flutter)
     return records
+
+
+@pytest.fixture(scope="session")
+def shared_root():
+    """The shared data folder, or None where it is absent (for tests that use it if present)."""
+    return shared_data_root()

@@ -1,0 +1,28 @@
+"""ECG data: WFDB readers (any record, PTB-XL, MIT-BIH), report cleaning, the synthetic
+ECG-report corpus and the memory-mapped store that training reads.
+
+Signals are float32 ``(leads, samples)`` arrays in mV with their sampling rate beside them.  This
+package does not import torch.
+"""
+
+from .mitbih import AAMI_CLASSES, METS_CLASSES, beat_windows, mitbih_windows, read_mitbih
+from .ptbxl import (
+    ZERO_SHOT_TASKS,
+    download_ptbxl,
+    multilabel_test,
+    read_ptbxl,
+    zero_shot_set,
+)
+from .records import STANDARD_LEADS, Record, read_record, standard_lead
+from .reports import clean_report, report_language
+from .store import ECGStore, StoreWriter
+from .synthetic import SYNTHETIC_TASKS, synthetic_corpus
+
+__all__ = [
+    "read_record", "Record", "STANDARD_LEADS", "standard_lead",
+    "read_ptbxl", "download_ptbxl", "zero_shot_set", "multilabel_test", "ZERO_SHOT_TASKS",
+    "read_mitbih", "mitbih_windows", "beat_windows", "METS_CLASSES", "AAMI_CLASSES",
+    "clean_report", "report_language",
+    "synthetic_corpus", "SYNTHETIC_TASKS",
+    "ECGStore", "StoreWriter",
+]

@@ -1,0 +1,180 @@
+"""MIT-BIH Arrhythmia Database (Moody & Mark 2001): beats with their METS and AAMI classes, and
+10-second windows paired with reports written from the reference annotations."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from .records import Record, read_record
+
+# METS's five beat classes (N normal, L left and R right bundle branch block, A atrial and
+# V ventricular premature beats); other beats have none.
+METS_CLASSES = {"N": "N", "L": "L", "R": "R", "A": "A", "V": "V"}
+METS_CLASS_NAMES = {"N": "normal beat", "L": "left bundle branch block beat",
+                    "R": "right bundle branch block beat", "A": "atrial premature beat",
+                    "V": "premature ventricular contraction"}
+# ANSI/AAMI EC57 classes.
+AAMI_CLASSES = {**dict.fromkeys("NLRej", "N"), **dict.fromkeys("AaJS", "S"),
+                **dict.fromkeys("VE", "V"), "F": "F", **dict.fromkeys("/fQ", "Q")}
+BEAT_SYMBOLS = frozenset("NLRBAaJSVrFejnE/fQ?")
+
+# de Chazal et al. (2004)'s inter-patient split (paced records 102, 104, 107, 217 left out).
+DS1 = ("101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124", "201",
+       "203", "205", "207", "208", "209", "215", "220", "223", "230")
+DS2 = ("100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210", "212", "213",
+       "214", "219", "221", "222", "228", "231", "232", "233", "234")
+
+RHYTHMS = {  # annotation -> (report statement, PTB-XL rhythm code or None)
+    "(N": ("sinus rhythm", "SR"), "(SBR": ("sinus bradycardia", "SBRAD"),
+    "(AFIB": ("atrial fibrillation", "AFIB"), "(AFL": ("atrial flutter", "AFLT"),
+    "(SVTA": ("supraventricular tachyarrhythmia", "SVTAC"),
+    "(AB": ("atrial bigeminy", "BIGU"), "(B": ("ventricular bigeminy", "BIGU"),
+    "(T": ("ventricular trigeminy", "TRIGU"), "(VT": ("ventricular tachycardia", None),
+    "(IVR": ("idioventricular rhythm", None), "(NOD": ("junctional rhythm", None),
+    "(P": ("paced rhythm", "PACE"), "(PREX": ("pre-excitation", None),
+    "(BII": ("second degree av block", None), "(VFL": ("ventricular flutter", None),
+}
+
+# Beat symbols -> report statement (singular, plural); counted in the window.
+_BEAT_STATEMENTS = {
+    "V": ("premature ventricular contraction", "premature ventricular contractions"),
+    "A": ("atrial premature beat", "atrial premature beats"),
+    "a": ("aberrated atrial premature beat", "aberrated atrial premature beats"),
+    "J": ("junctional premature beat", "junctional premature beats"),
+    "S": ("supraventricular premature beat", "supraventricular premature beats"),
+    "F": ("fusion of ventricular and normal beat", "fusions of ventricular and normal beats"),
+    "E": ("ventricular escape beat", "ventricular escape beats"),
+    "j": ("junctional escape beat", "junctional escape beats"),
+    "e": ("atrial escape beat", "atrial escape beats"),
+    "f": ("fusion of paced and normal beat", "fusions of paced and normal beats"),
+    "Q": ("unclassifiable beat", "unclassifiable beats"),
+}
+
+
+class MitbihRecord(NamedTuple):
+    """A record with its reference annotations: ``beats`` (columns ``sample``, ``symbol``,
+    ``mets`` and ``aami`` classes, None where a beat has none) and ``rhythms`` (columns
+    ``start``, ``stop``, ``rhythm``), samples at the record's (possibly resampled) rate."""
+
+    record: Record
+    beats: pd.DataFrame
+    rhythms: pd.DataFrame
+
+
+def read_mitbih(path: str | os.PathLike, fs: float | None = None) -> MitbihRecord:
+    """Reads a record and its ``.atr`` annotations, both leads kept (MLII as ``II``, the second
+    under its own name), resampled to `fs` if given (annotation samples scaled and rounded)."""
+    import wfdb
+
+    record = read_record(path, fs=fs)
+    base = Path(path)
+    if base.suffix in (".hea", ".dat", ".atr"):
+        base = base.with_suffix("")
+    atr = base.with_name(base.name + ".atr")
+    if not atr.is_file():
+        raise FileNotFoundError(f"MIT-BIH annotation file not found: {atr}")
+    try:
+        ann = wfdb.rdann(str(base), "atr")
+    except Exception as exc:
+        raise ValueError(f"cannot read annotations {atr}: {exc}") from exc
+    scale = record.fs / float(ann.fs or record.fs)
+    samples = np.round(np.asarray(ann.sample) * scale).astype(np.int64)
+    symbols = np.asarray(ann.symbol)
+    is_beat = np.isin(symbols, list(BEAT_SYMBOLS))
+    beats = pd.DataFrame({"sample": samples[is_beat], "symbol": symbols[is_beat]})
+    beats["mets"] = beats["symbol"].map(METS_CLASSES)
+    beats["aami"] = beats["symbol"].map(AAMI_CLASSES)
+    notes = [(s, (note or "").strip("\x00 ")) for s, note in zip(samples, ann.aux_note)]
+    changes = [(s, note) for s, note in notes if note.startswith("(")]
+    n = record.signal.shape[1]
+    rhythms = pd.DataFrame(
+        [(s, changes[k + 1][0] if k + 1 < len(changes) else n, note)
+         for k, (s, note) in enumerate(changes)], columns=["start", "stop", "rhythm"])
+    return MitbihRecord(record, beats, rhythms)
+
+
+def window_report(beats: pd.DataFrame, rhythms: pd.DataFrame, start: int, stop: int) -> str:
+    """A machine-style report of samples [start, stop) from the annotations: the rhythms in
+    order, a bundle branch block when most beats carry one, then counts of the other beats,
+    e.g. ``"atrial fibrillation. left bundle branch block. 3 premature ventricular
+    contractions."``"""
+    statements = []
+    overlap = rhythms[(rhythms["start"] < stop) & (rhythms["stop"] > start)]
+    for note in dict.fromkeys(overlap["rhythm"]):
+        statement = RHYTHMS.get(note, (note.strip("(").lower(), None))[0]
+        statements.append(statement)
+    inside = beats[(beats["sample"] >= start) & (beats["sample"] < stop)]
+    counts = Counter(inside["symbol"])
+    total = len(inside)
+    if total:
+        for symbol, name in (("L", "left bundle branch block"), ("R", "right bundle branch block"),
+                             ("/", "paced beats")):
+            if counts[symbol] > total / 2:
+                statements.append(name)
+    for symbol, (one, many) in _BEAT_STATEMENTS.items():
+        k = counts[symbol]
+        if k:
+            statements.append(f"{k} {one if k == 1 else many}")
+    return ". ".join(statements) + "." if statements else ""
+
+
+def mitbih_windows(rec: MitbihRecord, seconds: float = 10.0, step: float | None = None):
+    """Consecutive windows of `seconds` (every `step` seconds, default non-overlapping) with
+    their reports.  Returns ``(signals (n, leads, samples) float32, meta DataFrame)`` with
+    ``start`` (sample), ``report``, ``rhythm`` (PTB-XL rhythm codes present), ``form``
+    (``PVC`` when a ventricular premature beat is present, ``PAC`` for an atrial one) and
+    ``superclass``/``subclass`` (``CD``/``CLBBB`` or ``CRBBB`` for bundle branch block)."""
+    fs = rec.record.fs
+    width = int(round(seconds * fs))
+    hop = int(round((step or seconds) * fs))
+    n = rec.record.signal.shape[1]
+    starts = np.arange(0, n - width + 1, hop)
+    signals = np.stack([rec.record.signal[:, s:s + width] for s in starts]) if len(starts) else \
+        np.empty((0, rec.record.signal.shape[0], width), np.float32)
+    rows = []
+    for s in starts:
+        report = window_report(rec.beats, rec.rhythms, s, s + width)
+        inside = rec.beats[(rec.beats["sample"] >= s) & (rec.beats["sample"] < s + width)]
+        overlap = rec.rhythms[(rec.rhythms["start"] < s + width) & (rec.rhythms["stop"] > s)]
+        rhythm = sorted({RHYTHMS[r][1] for r in overlap["rhythm"]
+                         if r in RHYTHMS and RHYTHMS[r][1]})
+        counts = Counter(inside["symbol"])
+        form = sorted({"PVC"} if counts["V"] else set()) + (["PAC"] if counts["A"] else [])
+        block = [c for c, sym in (("CLBBB", "L"), ("CRBBB", "R")) if counts[sym] > len(inside) / 2]
+        rows.append({"start": int(s), "report": report, "rhythm": rhythm, "form": sorted(form),
+                     "superclass": ["CD"] if block else [], "subclass": block})
+    return signals.astype(np.float32), pd.DataFrame(rows)
+
+
+def beat_windows(rec: MitbihRecord, samples: int):
+    """The zero-shot beat task: every beat with a METS class, represented by the window of
+    `samples` (the training length) centred on it and labelled with that centre beat's class
+    (neighbouring beats inside the window do not change the label).  Beats too near the edges
+    for a whole window are dropped.  Returns ``(windows (n, leads, samples), labels, centres)``."""
+    half = samples // 2
+    n = rec.record.signal.shape[1]
+    keep = rec.beats[rec.beats["mets"].notna()]
+    keep = keep[(keep["sample"] - half >= 0) & (keep["sample"] - half + samples <= n)]
+    centres = keep["sample"].to_numpy()
+    windows = np.stack([rec.record.signal[:, c - half:c - half + samples] for c in centres]) \
+        if len(centres) else np.empty((0, rec.record.signal.shape[0], samples), np.float32)
+    return windows, keep["mets"].to_numpy(), centres
+
+
+def split_records(names, seed: int = 0, fractions=(0.7, 0.1, 0.2)) -> dict:
+    """Assigns whole records to train/val/test (never windows of one record on both sides),
+    shuffled reproducibly with `seed`."""
+    names = sorted(names)
+    order = np.random.default_rng(seed).permutation(len(names))
+    cut1 = int(round(fractions[0] * len(names)))
+    cut2 = cut1 + int(round(fractions[1] * len(names)))
+    split = {}
+    for rank, k in enumerate(order):
+        split[names[k]] = "train" if rank < cut1 else ("val" if rank < cut2 else "test")
+    return split

@@ -1,0 +1,125 @@
+"""Reading any WFDB record: standard lead names, lead selection, resampling."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import scipy.signal
+
+from ..signal._checks import handle_nonfinite
+
+STANDARD_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+
+# Names the databases use for the standard leads, case-folded.  MIT-BIH's modified limb leads
+# (MLII, MLI, MLIII) count as their standard counterparts.
+_ALIASES = {name.lower(): name for name in STANDARD_LEADS}
+_ALIASES.update({"mli": "I", "mlii": "II", "mliii": "III", "ml2": "II", "d1": "I", "d2": "II",
+                 "d3": "III", "avr": "aVR", "avl": "aVL", "avf": "aVF"})
+
+
+class Record(NamedTuple):
+    """One ECG: ``signal`` float32 ``(leads, samples)`` in mV, ``fs`` in Hz, the lead names in
+    the signal's order (standard names where recognised), ``mask`` (False for leads that were
+    asked for but missing, whose rows are zeros), the header's comment lines and the record
+    name."""
+
+    signal: np.ndarray
+    fs: float
+    leads: tuple
+    mask: np.ndarray
+    comments: tuple
+    name: str
+
+
+def standard_lead(name: str) -> str:
+    """The standard name of a lead (``"MLII"`` -> ``"II"``, ``"avr"`` -> ``"aVR"``); other names
+    are returned stripped, as they are."""
+    key = name.strip().lower().replace(" ", "")
+    return _ALIASES.get(key, name.strip())
+
+
+def read_record(path: str | os.PathLike, fs: float | None = None,
+                leads: Sequence[str] | None = None) -> Record:
+    """Reads a WFDB record (``path`` with or without ``.hea``).
+
+    Args:
+        path: the record, e.g. ``"ptbxl/records500/00000/00001_hr"``.
+        fs: resample to this rate (Hz) with a polyphase filter (``scipy.signal.resample_poly``,
+            the rate ratio as a fraction with denominator at most 1000), after filling gaps of
+            NaN samples (invalid ADC values) of up to 1 s linearly; None keeps the record's rate
+            and its samples as they are.
+        leads: names to select and order (case-insensitive; ``MLII`` counts as ``II``); leads
+            the record lacks come back as rows of zeros with ``mask`` False.  None keeps every
+            lead in the record's order.
+
+    Raises:
+        FileNotFoundError: the header or a signal file is missing (the message names it).
+        ValueError: the header cannot be parsed, the data are truncated or unreadable, or a
+            requested lead name is repeated.
+    """
+    import wfdb  # the data layer imports it lazily: `import mets_fast.data` stays light
+
+    base = Path(path)
+    if base.suffix in (".hea", ".dat"):
+        base = base.with_suffix("")
+    header_file = base.with_name(base.name + ".hea")
+    if not header_file.is_file():
+        raise FileNotFoundError(f"WFDB header not found: {header_file}")
+    try:
+        header = wfdb.rdheader(str(base))
+    except Exception as exc:
+        raise ValueError(f"cannot parse WFDB header {header_file}: {exc}") from exc
+    if not header.n_sig:
+        raise ValueError(f"WFDB header {header_file} declares no signals")
+    for file_name in dict.fromkeys(header.file_name or []):
+        data_file = base.parent / file_name
+        if not data_file.is_file():
+            raise FileNotFoundError(f"WFDB signal file not found: {data_file} "
+                                    f"(named in {header_file})")
+    try:
+        record = wfdb.rdrecord(str(base), physical=True)
+    except Exception as exc:
+        raise ValueError(f"cannot read WFDB record {base}: {exc}") from exc
+    signal = record.p_signal
+    if signal is None or signal.shape[0] != header.sig_len:
+        got = 0 if signal is None else signal.shape[0]
+        raise ValueError(f"WFDB record {base} is truncated: the header declares "
+                         f"{header.sig_len} samples, the data hold {got}")
+    names = tuple(standard_lead(n) for n in record.sig_name)
+    signal = np.asarray(signal, dtype=np.float64).T
+    if leads is None:
+        mask = np.ones(len(names), dtype=bool)
+        chosen = names
+    else:
+        wanted = [standard_lead(n) for n in leads]
+        if len(set(wanted)) != len(wanted):
+            raise ValueError(f"leads repeat a name: {list(leads)}")
+        index = {n: i for i, n in enumerate(names)}
+        mask = np.array([n in index for n in wanted], dtype=bool)
+        picked = np.zeros((len(wanted), signal.shape[1]))
+        for k, n in enumerate(wanted):
+            if n in index:
+                picked[k] = signal[index[n]]
+        signal, chosen = picked, tuple(wanted)
+    source_fs = float(record.fs)
+    if fs is not None and fs != source_fs:
+        # a resampling filter would smear a NaN sample over its neighbours: fill short gaps
+        signal = handle_nonfinite(signal, source_fs, "interpolate", name=f"record {base}")
+        signal = resample(signal, source_fs, float(fs))
+        source_fs = float(fs)
+    return Record(signal.astype(np.float32), source_fs, chosen, mask,
+                  tuple(record.comments or ()), base.name)
+
+
+def resample(x: np.ndarray, fs: float, target: float) -> np.ndarray:
+    """Polyphase resampling along the last axis from `fs` to `target` Hz (NaN-free input)."""
+    if fs <= 0 or target <= 0:
+        raise ValueError(f"sampling rates must be positive, got {fs} and {target}")
+    ratio = Fraction(target / fs).limit_denominator(1000)
+    if ratio == 1:
+        return x
+    return scipy.signal.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
