@@ -190,11 +190,12 @@ def write_store(out: Path, source: Iterable, n_max: int, settings: Settings,
             if len(batch) == BATCH:
                 flush()
         flush()
+        if not rows:
+            detail = f"; the first error: {skipped[0]['skip']}" if skipped else ""
+            raise ValueError(f"no ECG could be prepared for {out} ({len(skipped)} skipped"
+                             f"{detail})")
         writer.shrink(len(rows))
         meta = pd.DataFrame(rows)
-        if not len(meta):
-            meta = pd.DataFrame(columns=["id", "report", "report_clean", "split", "source",
-                                         "superclass", "subclass", "form", "rhythm"])
         writer.set_meta(meta)
     return summarize(meta, skipped)
 
@@ -203,6 +204,7 @@ def summarize(meta: pd.DataFrame, skipped: list) -> dict:
     summary = {"written": len(meta), "skipped": len(skipped),
                "skip_reasons": Counter(s["skip"].split(":")[0] for s in skipped),
                "skipped_ids": [s["id"] for s in skipped[:20]],
+               "first_error": skipped[0]["skip"] if skipped else None,
                "splits": dict(Counter(meta["split"])) if len(meta) else {}}
     for family in ("superclass", "rhythm", "form"):
         if family in meta and len(meta):
@@ -218,6 +220,7 @@ def _print_summary(summary: dict, out: Path) -> None:
     if summary["skipped"]:
         print(f"  skipped {summary['skipped']} record(s): {dict(summary['skip_reasons'])}")
         print(f"  first skipped: {summary['skipped_ids']}")
+        print(f"  first error: {summary['first_error']}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,7 +291,12 @@ def main(argv: list | None = None) -> int:
     else:
         n_max = len(args.paths)
         source = wfdb_source(args.paths, settings, args.seed, args.workers)
-    summary = write_store(args.out, source, n_max, settings, args.overwrite, args.quiet, extra)
+    try:
+        summary = write_store(args.out, source, n_max, settings, args.overwrite, args.quiet,
+                              extra)
+    except (ValueError, FileExistsError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if not args.quiet:
         _print_summary(summary, args.out)
     return 0

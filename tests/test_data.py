@@ -93,6 +93,29 @@ def test_read_record_bad_files(tmp_path, twelve_lead):
         read_record(tmp_path / "ok" / "ok", leads=["I", "i"])
 
 
+def test_fast_reader_matches_wfdb(twelve_lead, tiny_mitbih, shared_root):
+    from mets_fast.data.records import _read_plain, _read_with_wfdb
+
+    paths = [twelve_lead[0], tiny_mitbih[0]]
+    if shared_root is not None:
+        paths += [shared_root / "mitdb-ds1/203", shared_root / "ptbdb/s0010_re",
+                  shared_root / "ptbxl/records100/00000/00001_lr"]
+    for path in paths:
+        header = path.with_name(path.name + ".hea")
+        fast, slow = _read_plain(path, header), _read_with_wfdb(path, header)
+        assert fast is not None, path
+        np.testing.assert_array_equal(fast[0], slow[0])
+        assert fast[1:] == slow[1:]
+
+
+def test_read_record_falls_back_to_wfdb_for_other_formats(tmp_path, make_ecg):
+    x, _ = make_ecg(250, seconds=5)
+    wfdb.wrsamp("f32", fs=250, units=["mV"], sig_name=["II"], p_signal=x[:, None],
+                fmt=["32"], adc_gain=[1000.0], baseline=[0], write_dir=str(tmp_path))
+    rec = read_record(tmp_path / "f32")
+    np.testing.assert_allclose(rec.signal[0], x, atol=1e-3)
+
+
 def test_read_shared_ptbxl_and_ptbdb_records(shared_data):
     rec = read_record(shared_data / "ptbxl/records100/00000/00001_lr")
     assert rec.fs == 100 and rec.leads == STANDARD_LEADS and rec.signal.shape == (12, 1000)
