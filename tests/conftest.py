@@ -6,6 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# No network in tests: the Hugging Face libraries read these when first imported.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
 
 def shared_data_root():
     """The shared data folder (METS_FAST_DATA or ../shared/data beside the checkout), or None."""
