@@ -35,9 +35,6 @@ from _common import table, write_results  # noqa: E402
 from mets_fast.signal import clean, detect_rpeaks, match_beats  # noqa: E402
 from mets_fast.signal.reference import clean_scipy  # noqa: E402
 
-BEAT_SYMBOLS = set("NLRBAaJSVrFejnE/fQ?")
-
-
 def data_root() -> Path | None:
     env = os.environ.get("METS_FAST_DATA")
     for path in ([Path(env)] if env else []) + [Path(__file__).resolve().parents[2] / "shared" / "data"]:
@@ -47,19 +44,17 @@ def data_root() -> Path | None:
 
 
 def load_mitdb(root: Path, names=None):
-    import wfdb
+    """{record: (MLII, fs, reference beats, ventricular flutter intervals)} from the data
+    layer's MIT-BIH reader."""
+    from mets_fast.data.mitbih import qrs_reference, read_mitbih
 
     records = {}
     for header in sorted((root / "mitdb-ds1").glob("*.hea")):
         if names and header.stem not in names:
             continue
-        path = str(header.with_suffix(""))
-        record, ann = wfdb.rdrecord(path), wfdb.rdann(path, "atr")
-        symbols = np.asarray(ann.symbol)
-        lead = record.sig_name.index("MLII") if "MLII" in record.sig_name else 0
-        flutter = np.stack([ann.sample[symbols == "["], ann.sample[symbols == "]"]], axis=1)
-        records[header.stem] = (np.ascontiguousarray(record.p_signal[:, lead]), float(record.fs),
-                                ann.sample[np.isin(symbols, list(BEAT_SYMBOLS))], flutter)
+        rec = read_mitbih(header.with_suffix(""))
+        signal, beats, flutter = qrs_reference(rec)
+        records[header.stem] = (signal, rec.record.fs, beats, flutter)
     return records
 
 
@@ -184,9 +179,9 @@ def main() -> None:
         print(f"\n## R-peak detection, MIT-BIH DS1 ({len(records)} records, MLII), 1 thread\n")
         print(table(["detector", "Se %", "PPV %", "F1 %", "Se % (no exclusion)",
                      "PPV % (no exclusion)", "M samples/s", "vs sleepecg"],
-                    [[r["detector"], 100 * r["se"], 100 * r["ppv"], 100 * r["f1"],
-                      100 * r["se_all"], 100 * r["ppv_all"], r["msamples_per_s"],
-                      _ratio(r, det_rows)] for r in det_rows]))
+                    [[r["detector"], *(f"{100 * r[k]:.2f}" for k in
+                                       ("se", "ppv", "f1", "se_all", "ppv_all")),
+                      r["msamples_per_s"], _ratio(r, det_rows)] for r in det_rows]))
     print("\n## clean: 12 leads x 10 s x 500 Hz ECGs (wall time, medians)\n")
     scipy_rate = next(r["records_per_s"] for r in clean_rows if r["implementation"].startswith("same"))
     print(table(["implementation", "threads", "records/s", "vs scipy chain"],

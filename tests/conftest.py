@@ -64,24 +64,18 @@ def make_ecg():
 
 @pytest.fixture(scope="session")
 def mitdb(shared_data):
-    """The shared MIT-BIH DS1 records: {name: (MLII signal, fs, reference beats, flutter
-    intervals)}; lead MLII chosen by name (record 114 stores it second)."""
-    import wfdb
+    """The shared MIT-BIH DS1 records: {name: (MLII signal, fs, reference beats, ventricular
+    flutter intervals)}; lead MLII chosen by name (record 114 stores it second)."""
+    from mets_fast.data.mitbih import qrs_reference, read_mitbih
 
     root = shared_data / "mitdb-ds1"
     if not root.is_dir():
         pytest.skip(f"{root} not found")
-    beat_symbols = set("NLRBAaJSVrFejnE/fQ?")
     records = {}
     for header in sorted(root.glob("*.hea")):
-        name = header.stem
-        record = wfdb.rdrecord(str(root / name))
-        ann = wfdb.rdann(str(root / name), "atr")
-        symbols = np.asarray(ann.symbol)
-        beats = ann.sample[np.isin(symbols, list(beat_symbols))]
-        flutter = np.stack([ann.sample[symbols == "["], ann.sample[symbols == "]"]], axis=1)
-        lead = record.sig_name.index("MLII") if "MLII" in record.sig_name else 0
-        records[name] = (record.p_signal[:, lead], float(record.fs), beats, flutter)
+        rec = read_mitbih(header.with_suffix(""))
+        signal, beats, flutter = qrs_reference(rec)
+        records[header.stem] = (signal, rec.record.fs, beats, flutter)
     return records
 
 

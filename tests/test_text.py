@@ -1,7 +1,6 @@
 """The frozen text encoder and its cache, on a tiny BERT built in the test (and, where present,
 the default model and the real reports)."""
 
-import multiprocessing
 import sqlite3
 import warnings
 
@@ -148,17 +147,23 @@ def test_corrupt_rows_and_files_are_rebuilt(tiny, tmp_path):
     assert list(tmp_path.glob("embeddings.sqlite.bad-*"))
 
 
-def _writer(args):
-    directory, worker = args
-    cache = EmbeddingCache(directory, "space", 4)
-    for k in range(50):
-        cache.put({f"w{worker}-{k}": np.full(4, worker * 100 + k, np.float32)})
-    return len(cache)
+WRITER = """
+import sys, numpy as np
+from mets_fast.text.cache import EmbeddingCache
+worker = int(sys.argv[2])
+cache = EmbeddingCache(sys.argv[1], "space", 4)
+for k in range(50):
+    cache.put({f"w{worker}-{k}": np.full(4, worker * 100 + k, np.float32)})
+"""
 
 
 def test_concurrent_processes_share_the_cache(tmp_path):
-    with multiprocessing.get_context("spawn").Pool(4) as pool:
-        pool.map(_writer, [(str(tmp_path), w) for w in range(4)])
+    import subprocess
+    import sys
+
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(w)])
+               for w in range(4)]
+    assert all(p.wait(timeout=120) == 0 for p in writers)
     cache = EmbeddingCache(tmp_path, "space", 4)
     found = cache.get([f"w{w}-{k}" for w in range(4) for k in range(50)])
     assert len(found) == 200

@@ -99,6 +99,16 @@ def read_mitbih(path: str | os.PathLike, fs: float | None = None) -> MitbihRecor
     return MitbihRecord(record, beats, rhythms)
 
 
+def qrs_reference(rec: MitbihRecord) -> tuple:
+    """What QRS detectors are scored on: ``(lead II as float64, reference beat samples,
+    ventricular flutter episodes as (start, stop) rows)`` — the episodes, which hold no QRS
+    complexes, are what ANSI/AAMI EC57 leaves out of the scoring."""
+    leads = rec.record.leads
+    signal = rec.record.signal[leads.index("II") if "II" in leads else 0].astype(np.float64)
+    flutter = rec.rhythms[rec.rhythms["rhythm"] == "(VFL"][["start", "stop"]].to_numpy()
+    return signal, rec.beats["sample"].to_numpy(), flutter
+
+
 def window_report(beats: pd.DataFrame, rhythms: pd.DataFrame, start: int, stop: int) -> str:
     """A machine-style report of samples [start, stop) from the annotations: the rhythms in
     order, a bundle branch block when most beats carry one, then counts of the other beats,
