@@ -299,6 +299,35 @@ template <class T> struct Scratch {
     T* panel(int t) { return tile(t) + tile_size; }
 };
 
+// Where a tile lies: rows [i0, i0 + mb) of which the first mr are real, columns [j0, j0 + nb)
+// of which the first nc are.
+struct Span {
+    int64_t i0, mb, mr, j0, nb, nc;
+};
+
+// Runs `visit(span, tile, panel)` for every tile of the logits over the diagonal schedule, with
+// the thread's scratch tile and panel; column panels are outside, and each is packed once before
+// its tiles when `pack` is set.
+template <class T, class Visit> void sweep(const Prepared<T>& pr, bool pack, Visit&& visit) {
+    const Operands<T>& op = pr.op;
+    const int threads = thread_count(op.threads);
+    Scratch<T> scratch(threads, pr.Dp);
+    diagonal_schedule(threads, pr.rows_p, pr.cols_p, PW<T>, [&](Block blk, int t) {
+        T* tile = scratch.tile(t);
+        T* panel = scratch.panel(t);
+        for (int64_t j0 = blk.c0; j0 < blk.c1; j0 += NB) {
+            const int64_t nb = min64(NB, blk.c1 - j0), nc = min64(nb, op.cols - j0);
+            if (nc <= 0) break;
+            if (pack) pack_panel(pr, j0, nb, panel);
+            for (int64_t i0 = blk.r0; i0 < blk.r1; i0 += MB) {
+                const int64_t mb = min64(MB, blk.r1 - i0), mr = min64(mb, op.rows - i0);
+                if (mr <= 0) break;
+                visit(Span{i0, mb, mr, j0, nb, nc}, tile, panel);
+            }
+        }
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Backward: dL/dS tiles multiplied into both gradients
 // ---------------------------------------------------------------------------------------------
@@ -312,14 +341,13 @@ template <class T> struct GradSinks {
 };
 
 template <class T>
-void accumulate_tile(const Prepared<T>& pr, const GradSinks<T>& sink, int64_t i0, int64_t mb,
-                     int64_t mr, int64_t j0, int64_t nb, int64_t nc, const T* tile) {
+void accumulate_tile(const Prepared<T>& pr, const GradSinks<T>& sink, Span s, const T* tile) {
     // rows: G[mb x nc] . Y[j0 : j0 + nc]
-    gemm_nn<T, false>(mb, mr, nc, tile, NB, pr.yn_rows(j0), pr.yn_chunk(), sink.gy + i0 * sink.ldgy,
-                      sink.ldgy, pr.Dp);
+    gemm_nn<T, false>(s.mb, s.mr, s.nc, tile, NB, pr.yn_rows(s.j0), pr.yn_chunk(),
+                      sink.gy + s.i0 * sink.ldgy, sink.ldgy, pr.Dp);
     // columns: G^T[nb x mr] . sX[i0 : i0 + mr]
-    gemm_nn<T, true>(nb, nc, mr, tile, NB, pr.xs_rows(i0), pr.xs_chunk(), sink.gx + j0 * sink.ldgx,
-                     sink.ldgx, pr.Dp);
+    gemm_nn<T, true>(s.nb, s.nc, s.mr, tile, NB, pr.xs_rows(s.i0), pr.xs_chunk(),
+                     sink.gx + s.j0 * sink.ldgx, sink.ldgx, pr.Dp);
 }
 
 // Turns the accumulated G Y and G^T (sX) into the gradients of the raw inputs (in place when the
@@ -361,36 +389,21 @@ double finish_gradients(const Prepared<T>& pr, const GradSinks<T>& sink, T* da, 
     return ds;
 }
 
-// Runs `make_tile(i0, mb, mr, j0, nb, nc, tile, panel)` over the diagonal schedule, each call
-// filling its tile with dL/dS (zero or finite outside the valid mr x nc corner), then accumulates
-// the tiles into the gradients.  `pack(j0, nb, panel)` runs once per column panel before its
-// tiles.  Both gradients are accumulated straight into da and db when
-// their rows need no padding, which keeps the extra memory to the two operand copies.
-template <class T, class Pack, class MakeTile>
-double backward_pass(const Prepared<T>& pr, T* da, T* db, Pack&& pack, MakeTile&& make_tile) {
+// Fills every tile with dL/dS through `make_tile(span, tile, panel)` (zero or finite outside
+// the valid mr x nc corner) and accumulates it into the gradients; column panels are packed
+// first when `pack` is set.  Both gradients are accumulated straight into da and db when their
+// rows need no padding, which keeps the extra memory to the two operand copies.
+template <class T, class MakeTile>
+double backward_pass(const Prepared<T>& pr, T* da, T* db, bool pack, MakeTile&& make_tile) {
     const Operands<T>& op = pr.op;
-    const int threads = thread_count(op.threads);
     const bool direct = pr.Dp == pr.D;
     Buffer<T> gy_pad(direct ? 0 : op.rows * pr.Dp), gx_pad(direct ? 0 : op.cols * pr.Dp);
     GradSinks<T> sink{direct ? da : gy_pad.p, pr.Dp, direct ? db : gx_pad.p, pr.Dp};
     for (int64_t i = 0; i < op.rows * pr.Dp; ++i) sink.gy[i] = 0;
     for (int64_t i = 0; i < op.cols * pr.Dp; ++i) sink.gx[i] = 0;
-
-    Scratch<T> scratch(threads, pr.Dp);
-    diagonal_schedule(threads, pr.rows_p, pr.cols_p, PW<T>, [&](Block blk, int t) {
-        T* tile = scratch.tile(t);
-        T* panel = scratch.panel(t);
-        for (int64_t j0 = blk.c0; j0 < blk.c1; j0 += NB) {
-            const int64_t nb = min64(NB, blk.c1 - j0), nc = min64(nb, op.cols - j0);
-            if (nc <= 0) break;
-            pack(j0, nb, panel);
-            for (int64_t i0 = blk.r0; i0 < blk.r1; i0 += MB) {
-                const int64_t mb = min64(MB, blk.r1 - i0), mr = min64(mb, op.rows - i0);
-                if (mr <= 0) break;
-                make_tile(i0, mb, mr, j0, nb, nc, tile, panel);
-                accumulate_tile(pr, sink, i0, mb, mr, j0, nb, nc, tile);
-            }
-        }
+    sweep(pr, pack, [&](Span s, T* tile, T* panel) {
+        make_tile(s, tile, panel);
+        accumulate_tile(pr, sink, s, tile);
     });
     return finish_gradients(pr, sink, da, db);
 }
@@ -409,7 +422,6 @@ template <class T>
 double loss_forward(const Operands<T>& op, int64_t offset, bool symmetric, T* lse_row,
                     T* lse_col) {
     Prepared<T> pr(op, /*compute_norms=*/true, /*need_yn=*/false);
-    const int threads = thread_count(op.threads);
     const T masked = Masked<T>::value;
     Buffer<T> rmax(pr.rows_p), rsum(pr.rows_p), cmax(pr.cols_p), csum(pr.cols_p);
     Buffer<T> positive(op.rows);
@@ -418,68 +430,57 @@ double loss_forward(const Operands<T>& op, int64_t offset, bool symmetric, T* ls
     const T shift = op.scale, start = fixed ? shift : masked;
     for (int64_t i = 0; i < pr.rows_p; ++i) rmax.p[i] = start, rsum.p[i] = 0;
     for (int64_t j = 0; j < pr.cols_p; ++j) cmax.p[j] = start, csum.p[j] = 0;
-    Scratch<T> scratch(threads, pr.Dp);
     auto sexp_f = [](T v) { return sexp(v); };
 
-    diagonal_schedule(threads, pr.rows_p, pr.cols_p, PW<T>, [&](Block blk, int t) {
-        T* tile = scratch.tile(t);
-        T* panel = scratch.panel(t);
-        for (int64_t j0 = blk.c0; j0 < blk.c1; j0 += NB) {
-            const int64_t nb = min64(NB, blk.c1 - j0), nc = min64(nb, op.cols - j0);
-            if (nc <= 0) break;
-            pack_panel(pr, j0, nb, panel);
-            for (int64_t i0 = blk.r0; i0 < blk.r1; i0 += MB) {
-                const int64_t mb = min64(MB, blk.r1 - i0), mr = min64(mb, op.rows - i0);
-                if (mr <= 0) break;
-                logits_tile(pr, i0, mb, nb, panel, tile);
-                for (int64_t i = 0; i < mr; ++i) {
-                    const int64_t j = i0 + i + offset - j0;
-                    if (j >= 0 && j < nc) positive.p[i0 + i] = tile[i * NB + j];
-                }
-                for (int64_t i = 0; i < mb; ++i)
-                    for (int64_t j = (i < mr ? nc : 0); j < nb; ++j) tile[i * NB + j] = masked;
-                if (fixed) {
-                    // One exponential per logit feeds both sums (see fixed_shift_ok).
-                    vec<T> col_acc[NB / W<T>] = {};
-                    for (int64_t i = 0; i < mb; ++i) {
-                        const T* row = tile + i * NB;
-                        vec<T> acc{};
-                        for (int64_t j = 0; j < nb; j += W<T>) {
-                            const vec<T> e = vexp(load(row + j) - shift);
-                            acc += e;
-                            col_acc[j / W<T>] += e;
-                        }
-                        if (i < mr) rsum.p[i0 + i] += hsum<T>(acc);
-                    }
-                    if (symmetric)
-                        for (int64_t j = 0; j < nb; j += W<T>)
-                            store(csum.p + j0 + j, load(csum.p + j0 + j) + col_acc[j / W<T>]);
-                    continue;
-                }
-                // rows
-                for (int64_t i = 0; i < mr; ++i) {
-                    const T* row = tile + i * NB;
-                    vec<T> m = splat(masked);
-                    for (int64_t j = 0; j < nb; j += W<T>) m = vmax(m, load(row + j));
-                    const T f = lse_rescale(rmax.p[i0 + i], hmax<T>(m), sexp_f);
-                    const vec<T> mi = splat(rmax.p[i0 + i]);
-                    vec<T> acc{};
-                    for (int64_t j = 0; j < nb; j += W<T>) acc += vexp(load(row + j) - mi);
-                    rsum.p[i0 + i] = rsum.p[i0 + i] * f + hsum<T>(acc);
-                }
-                if (!symmetric) continue;
-                // columns
+    sweep(pr, /*pack=*/true, [&](Span s, T* tile, const T* panel) {
+        const int64_t i0 = s.i0, mb = s.mb, mr = s.mr, j0 = s.j0, nb = s.nb, nc = s.nc;
+        logits_tile(pr, i0, mb, nb, panel, tile);
+        for (int64_t i = 0; i < mr; ++i) {
+            const int64_t j = i0 + i + offset - j0;
+            if (j >= 0 && j < nc) positive.p[i0 + i] = tile[i * NB + j];
+        }
+        for (int64_t i = 0; i < mb; ++i)
+            for (int64_t j = (i < mr ? nc : 0); j < nb; ++j) tile[i * NB + j] = masked;
+        if (fixed) {
+            // One exponential per logit feeds both sums (see fixed_shift_ok).
+            vec<T> col_acc[NB / W<T>] = {};
+            for (int64_t i = 0; i < mb; ++i) {
+                const T* row = tile + i * NB;
+                vec<T> acc{};
                 for (int64_t j = 0; j < nb; j += W<T>) {
-                    vec<T> m = splat(masked);
-                    for (int64_t i = 0; i < mb; ++i) m = vmax(m, load(tile + i * NB + j));
-                    vec<T> cm = load(cmax.p + j0 + j);
-                    const vec<T> f = lse_rescale(cm, m, VExp());
-                    vec<T> acc{};
-                    for (int64_t i = 0; i < mb; ++i) acc += vexp(load(tile + i * NB + j) - cm);
-                    store(cmax.p + j0 + j, cm);
-                    store(csum.p + j0 + j, load(csum.p + j0 + j) * f + acc);
+                    const vec<T> e = vexp(load(row + j) - shift);
+                    acc += e;
+                    col_acc[j / W<T>] += e;
                 }
+                if (i < mr) rsum.p[i0 + i] += hsum<T>(acc);
             }
+            if (symmetric)
+                for (int64_t j = 0; j < nb; j += W<T>)
+                    store(csum.p + j0 + j, load(csum.p + j0 + j) + col_acc[j / W<T>]);
+            return;
+        }
+        // rows
+        for (int64_t i = 0; i < mr; ++i) {
+            const T* row = tile + i * NB;
+            vec<T> m = splat(masked);
+            for (int64_t j = 0; j < nb; j += W<T>) m = vmax(m, load(row + j));
+            const T f = lse_rescale(rmax.p[i0 + i], hmax<T>(m), sexp_f);
+            const vec<T> mi = splat(rmax.p[i0 + i]);
+            vec<T> acc{};
+            for (int64_t j = 0; j < nb; j += W<T>) acc += vexp(load(row + j) - mi);
+            rsum.p[i0 + i] = rsum.p[i0 + i] * f + hsum<T>(acc);
+        }
+        if (!symmetric) return;
+        // columns
+        for (int64_t j = 0; j < nb; j += W<T>) {
+            vec<T> m = splat(masked);
+            for (int64_t i = 0; i < mb; ++i) m = vmax(m, load(tile + i * NB + j));
+            vec<T> cm = load(cmax.p + j0 + j);
+            const vec<T> f = lse_rescale(cm, m, VExp());
+            vec<T> acc{};
+            for (int64_t i = 0; i < mb; ++i) acc += vexp(load(tile + i * NB + j) - cm);
+            store(cmax.p + j0 + j, cm);
+            store(csum.p + j0 + j, load(csum.p + j0 + j) * f + acc);
         }
     });
 
@@ -519,9 +520,8 @@ double loss_backward(const Operands<T>& op, int64_t offset, bool symmetric, cons
             lc.p[j] = symmetric ? w_col * sexp(shift - lc.p[j]) : T(0);
     }
 
-    auto pack = [&](int64_t j0, int64_t nb, T* panel) { pack_panel(pr, j0, nb, panel); };
-    return backward_pass(pr, da, db, pack, [&](int64_t i0, int64_t mb, int64_t mr, int64_t j0,
-                                               int64_t nb, int64_t nc, T* tile, T* panel) {
+    return backward_pass(pr, da, db, /*pack=*/true, [&](Span s, T* tile, const T* panel) {
+        const int64_t i0 = s.i0, mb = s.mb, mr = s.mr, j0 = s.j0, nb = s.nb, nc = s.nc;
         logits_tile(pr, i0, mb, nb, panel, tile);
         for (int64_t i = 0; i < mb; ++i) {
             T* row = tile + i * NB;
@@ -547,36 +547,22 @@ double loss_backward(const Operands<T>& op, int64_t offset, bool symmetric, cons
 
 template <class T> void similarity_forward(const Operands<T>& op, T* out) {
     Prepared<T> pr(op, /*compute_norms=*/true, /*need_yn=*/false);
-    const int threads = thread_count(op.threads);
-    Scratch<T> scratch(threads, pr.Dp);
-    diagonal_schedule(threads, pr.rows_p, pr.cols_p, PW<T>, [&](Block blk, int t) {
-        T* tile = scratch.tile(t);
-        T* panel = scratch.panel(t);
-        for (int64_t j0 = blk.c0; j0 < blk.c1; j0 += NB) {
-            const int64_t nb = min64(NB, blk.c1 - j0), nc = min64(nb, op.cols - j0);
-            if (nc <= 0) break;
-            pack_panel(pr, j0, nb, panel);
-            for (int64_t i0 = blk.r0; i0 < blk.r1; i0 += MB) {
-                const int64_t mb = min64(MB, blk.r1 - i0), mr = min64(mb, op.rows - i0);
-                if (mr <= 0) break;
-                logits_tile(pr, i0, mb, nb, panel, tile);
-                for (int64_t i = 0; i < mr; ++i)
-                    for (int64_t j = 0; j < nc; ++j)
-                        out[(i0 + i) * op.cols + j0 + j] = tile[i * NB + j];
-            }
-        }
+    sweep(pr, /*pack=*/true, [&](Span s, T* tile, const T* panel) {
+        logits_tile(pr, s.i0, s.mb, s.nb, panel, tile);
+        for (int64_t i = 0; i < s.mr; ++i)
+            for (int64_t j = 0; j < s.nc; ++j)
+                out[(s.i0 + i) * op.cols + s.j0 + j] = tile[i * NB + j];
     });
 }
 
 template <class T>
 double similarity_backward(const Operands<T>& op, const T* grad_out, T* da, T* db) {
     Prepared<T> pr(op, /*compute_norms=*/false, /*need_yn=*/true);
-    auto no_pack = [](int64_t, int64_t, T*) {};
-    return backward_pass(pr, da, db, no_pack, [&](int64_t i0, int64_t mb, int64_t mr, int64_t j0,
-                                                  int64_t nb, int64_t nc, T* tile, T*) {
-        for (int64_t i = 0; i < mb; ++i)
-            for (int64_t j = 0; j < nb; ++j)
-                tile[i * NB + j] = i < mr && j < nc ? grad_out[(i0 + i) * op.cols + j0 + j] : T(0);
+    return backward_pass(pr, da, db, /*pack=*/false, [&](Span s, T* tile, const T*) {
+        for (int64_t i = 0; i < s.mb; ++i)
+            for (int64_t j = 0; j < s.nb; ++j)
+                tile[i * NB + j] = i < s.mr && j < s.nc
+                                       ? grad_out[(s.i0 + i) * op.cols + s.j0 + j] : T(0);
     });
 }
 

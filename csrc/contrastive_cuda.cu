@@ -109,6 +109,16 @@ __device__ void logits_tile(const Side<In>& x, int64_t r0, const Side<In>& y, in
     }
 }
 
+// Calls fn(i, j, r, c) for the thread's 4 x 4 logits of the tile at (r0, c0): acc[i][j] is the
+// logit of row r and column c.
+template <class F> __device__ __forceinline__ void for_each_logit(int64_t r0, int64_t c0, F&& fn) {
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) fn(i, j, r0 + ty + 16 * i, c0 + tx + 16 * j);
+}
+
 // lse[r] = log sum_j exp(s x^_r . y^_j) for every row r of x.
 template <class In>
 __global__ void __launch_bounds__(THREADS)
@@ -187,22 +197,16 @@ __global__ void __launch_bounds__(THREADS)
         } else {
             float s[4][4];
             logits_tile(x, r0, y, c0, dim, normalize, s, xs, ys);
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                const int64_t r = r0 + ty + 16 * i;
-#pragma unroll
-                for (int j = 0; j < 4; ++j) {
-                    const int64_t c = c0 + tx + 16 * j;
-                    float g = 0.f;
-                    if (r < x.rows && c < y.rows) {
-                        const float logit = s[i][j] * scale;
-                        if (rule.lse_self) g += rule.w_self * __expf(logit - rule.lse_self[r]);
-                        if (rule.lse_other) g += rule.w_other * __expf(logit - rule.lse_other[c]);
-                        if (is_positive(r, c, rule.offset)) g -= rule.w_pos;
-                    }
-                    gs[ty + 16 * i][tx + 16 * j] = g;
+            for_each_logit(r0, c0, [&](int i, int j, int64_t r, int64_t c) {
+                float g = 0.f;
+                if (r < x.rows && c < y.rows) {
+                    const float logit = s[i][j] * scale;
+                    if (rule.lse_self) g += rule.w_self * __expf(logit - rule.lse_self[r]);
+                    if (rule.lse_other) g += rule.w_other * __expf(logit - rule.lse_other[c]);
+                    if (is_positive(r, c, rule.offset)) g -= rule.w_pos;
                 }
-            }
+                gs[r - r0][c - c0] = g;
+            });
         }
         __syncthreads();
         for (int jb = 0; jb < BN; jb += JB) {
@@ -247,21 +251,14 @@ template <class In>
 __global__ void __launch_bounds__(THREADS)
     similarity_tiles(Side<In> x, Side<In> y, int dim, float scale, bool normalize, In* out) {
     __shared__ float xs[BK][BM + 1], ys[BK][BN + 1];
-    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
     const int64_t col_blocks = (y.rows + BN - 1) / BN;
     const int64_t r0 = int64_t(blockIdx.x) / col_blocks * BM;
     const int64_t c0 = int64_t(blockIdx.x) % col_blocks * BN;
     float acc[4][4];
     logits_tile(x, r0, y, c0, dim, normalize, acc, xs, ys);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        const int64_t r = r0 + ty + 16 * i;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const int64_t c = c0 + tx + 16 * j;
-            if (r < x.rows && c < y.rows) out[r * y.rows + c] = from_float<In>(acc[i][j] * scale);
-        }
-    }
+    for_each_logit(r0, c0, [&](int i, int j, int64_t r, int64_t c) {
+        if (r < x.rows && c < y.rows) out[r * y.rows + c] = from_float<In>(acc[i][j] * scale);
+    });
 }
 
 // One warp per row: norm[r] = |x_r|.
