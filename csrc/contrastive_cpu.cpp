@@ -59,14 +59,70 @@ static_assert(NB % (NVT * Simd<float>::W) == 0 && NB % (NVT * Simd<double>::W) =
 inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+// Memory for the kernels comes from a per-thread arena kept between calls: fresh pages from the
+// OS cost a page fault each, about a tenth of the whole call at B = 256.  A call takes what it
+// needs from the arena's block, beyond it from extra blocks; when the call ends the extra blocks
+// are freed and, if the call needed more than the block holds (and at most kKeepBytes), the
+// block is reallocated at that size for the calls that follow.
+constexpr size_t kKeepBytes = size_t(64) << 20;
+
+struct Arena {
+    char* block = nullptr;
+    size_t capacity = 0, used = 0, needed = 0;
+    void* extra = nullptr;  // singly linked list of this call's extra blocks
+    ~Arena() {
+        release_extra();
+        std::free(block);
+    }
+    void release_extra() {
+        while (extra) {
+            void* next = *static_cast<void**>(extra);
+            std::free(extra);
+            extra = next;
+        }
+    }
+};
+thread_local Arena arena;
+
+void* arena_take(size_t bytes) {
+    bytes = size_t(round_up(int64_t(bytes), 64));
+    Arena& a = arena;
+    a.needed += bytes;
+    if (a.used + bytes <= a.capacity) {
+        void* p = a.block + a.used;
+        a.used += bytes;
+        return p;
+    }
+    char* p = static_cast<char*>(std::aligned_alloc(64, bytes + 64));
+    if (!p) throw std::bad_alloc();
+    *reinterpret_cast<void**>(p) = a.extra;  // the link lives in the first 64 bytes
+    a.extra = p;
+    return p + 64;
+}
+
+// One per entry point: hands the call's memory back to the arena when the call returns.
+struct CallScope {
+    CallScope() { arena.used = arena.needed = 0; }
+    ~CallScope() {
+        Arena& a = arena;
+        a.release_extra();
+        if (a.needed > a.capacity && a.needed <= kKeepBytes) {
+            std::free(a.block);
+            a.block = static_cast<char*>(std::aligned_alloc(64, a.needed));
+            a.capacity = a.block ? a.needed : 0;
+        }
+        a.used = a.needed = 0;
+    }
+    CallScope(const CallScope&) = delete;
+    CallScope& operator=(const CallScope&) = delete;
+};
+
+// An uninitialised array from the call's arena (valid until the entry point returns).
 template <class T> struct Buffer {
     T* p = nullptr;
     explicit Buffer(int64_t n) {
-        if (n <= 0) return;
-        p = static_cast<T*>(std::aligned_alloc(64, size_t(round_up(n * int64_t(sizeof(T)), 64))));
-        if (!p) throw std::bad_alloc();
+        if (n > 0) p = static_cast<T*>(arena_take(size_t(n) * sizeof(T)));
     }
-    ~Buffer() { std::free(p); }
     Buffer(const Buffer&) = delete;
     Buffer& operator=(const Buffer&) = delete;
 };
@@ -421,6 +477,7 @@ const char* isa_name() { return METS_STR(METS_ISA); }
 template <class T>
 double loss_forward(const Operands<T>& op, int64_t offset, bool symmetric, T* lse_row,
                     T* lse_col) {
+    CallScope scope;
     Prepared<T> pr(op, /*compute_norms=*/true, /*need_yn=*/false);
     const T masked = Masked<T>::value;
     Buffer<T> rmax(pr.rows_p), rsum(pr.rows_p), cmax(pr.cols_p), csum(pr.cols_p);
@@ -502,6 +559,7 @@ double loss_forward(const Operands<T>& op, int64_t offset, bool symmetric, T* ls
 template <class T>
 double loss_backward(const Operands<T>& op, int64_t offset, bool symmetric, const T* lse_row,
                      const T* lse_col, double grad, T* da, T* db) {
+    CallScope scope;
     Prepared<T> pr(op, /*compute_norms=*/false, /*need_yn=*/true);
     const LossWeights w = loss_weights(symmetric, op.rows, grad);
     const T w_row = T(w.row), w_col = T(w.col), w_pos = T(w.pos);
@@ -546,6 +604,7 @@ double loss_backward(const Operands<T>& op, int64_t offset, bool symmetric, cons
 }
 
 template <class T> void similarity_forward(const Operands<T>& op, T* out) {
+    CallScope scope;
     Prepared<T> pr(op, /*compute_norms=*/true, /*need_yn=*/false);
     sweep(pr, /*pack=*/true, [&](Span s, T* tile, const T* panel) {
         logits_tile(pr, s.i0, s.mb, s.nb, panel, tile);
@@ -557,6 +616,7 @@ template <class T> void similarity_forward(const Operands<T>& op, T* out) {
 
 template <class T>
 double similarity_backward(const Operands<T>& op, const T* grad_out, T* da, T* db) {
+    CallScope scope;
     Prepared<T> pr(op, /*compute_norms=*/false, /*need_yn=*/true);
     return backward_pass(pr, da, db, /*pack=*/false, [&](Span s, T* tile, const T*) {
         for (int64_t i = 0; i < s.mb; ++i)
