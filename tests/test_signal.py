@@ -20,6 +20,7 @@ from mets_fast.signal import (
     rr_intervals,
     segment_beats,
 )
+from mets_fast.signal import iir
 from mets_fast.signal.filters import running_median
 from mets_fast.signal.reference import clean_scipy, remove_baseline_scipy
 
@@ -53,6 +54,20 @@ def test_bandpass_extreme_values_and_odd_shapes():
             scipy.signal.butter(2, [1, 30], "bandpass", fs=100, output="sos"), x, axis=-1)
         ours = bandpass(x, 100, 1, 30, 2)
         assert np.abs(ours - ref).max() <= 1e-5 * np.abs(x).max()
+
+
+@pytest.mark.parametrize("rows", [1, 7, 8, 9, 17])
+def test_filtfilt_lanes_match_scipy_in_float64(rows):
+    # Rows fill eight SIMD lanes (partial blocks included); a single long row is cut into
+    # eight overlapping chunks, whose seams must not show at float64 precision.
+    filt = iir.butter(2, 5.0, 15.0, 360.0)
+    threshold = 8 * 2 * (filt.settle + filt.padlen)  # the shortest row that is chunked
+    for n in ([filt.padlen + 1, threshold - 1, threshold, threshold + 13, 200_003]
+              if rows == 1 else [filt.padlen + 1, 997]):
+        x = _noise((rows, n), seed=n)
+        ref = scipy.signal.sosfiltfilt(filt.sos, x, axis=-1)
+        ours = iir.filtfilt(x, filt)
+        assert np.abs(ours - ref).max() <= 1e-10 * np.abs(ref).max(), n
 
 
 @pytest.mark.parametrize("fs,freq", [(250, 50.0), (500, 60.0), (1000, 50.0), (360, 60.0)])
