@@ -57,29 +57,31 @@ bool is_double(const py::array& a) { return py::isinstance<py::array_t<double>>(
 
 template <class T>
 double loss_forward(py::array a, py::array b, py::array norm_a, py::array norm_b,
-                    py::array lse_row, py::object lse_col, double scale, int64_t offset,
-                    bool symmetric, bool normalize, int threads) {
+                    py::array lse_row, py::object lse_col, py::object logits, double scale,
+                    int64_t offset, bool symmetric, bool normalize, int threads) {
     Operands<T> op = operands<T>(a, b, norm_a, norm_b, scale, normalize, threads);
     T* lr = buffer<T>(lse_row, "lse_row", op.rows, true);
     T* lc = optional_buffer<T>(lse_col, "lse_col", op.cols);
     if (symmetric && !lc) throw std::invalid_argument("the symmetric loss needs lse_col");
+    T* s = optional_buffer<T>(logits, "logits", op.rows * op.cols);
     py::gil_scoped_release release;
-    return mets::kernels<T>().loss_forward(op, offset, symmetric, lr, lc);
+    return mets::kernels<T>().loss_forward(op, offset, symmetric, lr, lc, s);
 }
 
 template <class T>
 double loss_backward(py::array a, py::array b, py::array norm_a, py::array norm_b,
-                     py::array lse_row, py::object lse_col, double scale, int64_t offset,
-                     bool symmetric, bool normalize, double grad, py::array da, py::array db,
-                     int threads) {
+                     py::array lse_row, py::object lse_col, py::object logits, double scale,
+                     int64_t offset, bool symmetric, bool normalize, double grad, py::array da,
+                     py::array db, int threads) {
     Operands<T> op = operands<T>(a, b, norm_a, norm_b, scale, normalize, threads);
     T* lr = buffer<T>(lse_row, "lse_row", op.rows, false);
     T* lc = optional_buffer<T>(lse_col, "lse_col", op.cols);
     if (symmetric && !lc) throw std::invalid_argument("the symmetric loss needs lse_col");
+    const T* s = optional_buffer<T>(logits, "logits", op.rows * op.cols);
     T* ga = buffer<T>(da, "da", op.rows * op.dim, true);
     T* gb = buffer<T>(db, "db", op.cols * op.dim, true);
     py::gil_scoped_release release;
-    return mets::kernels<T>().loss_backward(op, offset, symmetric, lr, lc, grad, ga, gb);
+    return mets::kernels<T>().loss_backward(op, offset, symmetric, lr, lc, s, grad, ga, gb);
 }
 
 template <class T>
@@ -119,14 +121,16 @@ PYBIND11_MODULE(_C, m) {
     m.doc() = "CPU kernels of mets_fast: fused normalised similarity and contrastive losses.";
     m.def("loss_forward", METS_BY_DTYPE(loss_forward), py::arg("a"), py::arg("b"),
           py::arg("norm_a"), py::arg("norm_b"), py::arg("lse_row"), py::arg("lse_col"),
-          py::arg("scale"), py::arg("offset"), py::arg("symmetric"), py::arg("normalize"),
-          py::arg("threads"),
-          "Loss value; writes the row norms and the row (and column) log-sum-exps.");
+          py::arg("logits"), py::arg("scale"), py::arg("offset"), py::arg("symmetric"),
+          py::arg("normalize"), py::arg("threads"),
+          "Loss value; writes the row norms, the row (and column) log-sum-exps and, when given "
+          "an array, the logits.");
     m.def("loss_backward", METS_BY_DTYPE(loss_backward), py::arg("a"), py::arg("b"),
           py::arg("norm_a"), py::arg("norm_b"), py::arg("lse_row"), py::arg("lse_col"),
-          py::arg("scale"), py::arg("offset"), py::arg("symmetric"), py::arg("normalize"),
-          py::arg("grad"), py::arg("da"), py::arg("db"), py::arg("threads"),
-          "Writes dL/da and dL/db (scaled by grad); returns dL/dscale.");
+          py::arg("logits"), py::arg("scale"), py::arg("offset"), py::arg("symmetric"),
+          py::arg("normalize"), py::arg("grad"), py::arg("da"), py::arg("db"), py::arg("threads"),
+          "Writes dL/da and dL/db (scaled by grad); returns dL/dscale.  Reads the logits saved "
+          "by loss_forward when given them, else recomputes them.");
     m.def("similarity_forward", METS_BY_DTYPE(similarity_forward), py::arg("a"), py::arg("b"),
           py::arg("norm_a"), py::arg("norm_b"), py::arg("out"), py::arg("scale"),
           py::arg("normalize"), py::arg("threads"));

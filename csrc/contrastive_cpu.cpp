@@ -7,10 +7,10 @@
 //
 // Blocking.  The logits S = (s X) Y^T are produced tile by tile (MB rows x NB columns) into a
 // per-thread buffer by a register-blocked micro-kernel that reads a panel of Y packed PW columns
-// wide.  Forward passes fold each tile into running row
-// and column (max, sum) pairs and never keep more than the tile; backward passes recompute the
-// tile, turn it into dL/dS in place and multiply it into both gradients with a second
-// micro-kernel.  The normalised copies of X and Y are stored in CW-wide feature chunks
+// wide.  Forward passes fold each tile into running row and column (max, sum) pairs and never
+// keep more than the tile (unless the caller asks for the logits, kept for a small batch's
+// backward); backward passes recompute the tile (or read it back), turn it into dL/dS in place
+// and multiply it into both gradients with a second micro-kernel.  The normalised copies of X and Y are stored in CW-wide feature chunks
 // ([Dp / CW][rows][CW]) so that both micro-kernels stream contiguous memory: a row-major copy
 // with a power-of-two width would map every row of a block to the same few cache sets.
 //
@@ -384,6 +384,19 @@ template <class T, class Visit> void sweep(const Prepared<T>& pr, bool pack, Vis
     });
 }
 
+// The valid mr x nc corner of a tile into a (rows, ld) matrix, and back: a tile loaded from the
+// matrix is zero outside that corner.
+template <class T> void copy_tile(const T* tile, Span s, T* m, int64_t ld) {
+    for (int64_t i = 0; i < s.mr; ++i)
+        for (int64_t j = 0; j < s.nc; ++j) m[(s.i0 + i) * ld + s.j0 + j] = tile[i * NB + j];
+}
+
+template <class T> void load_tile(const T* m, int64_t ld, Span s, T* tile) {
+    for (int64_t i = 0; i < s.mb; ++i)
+        for (int64_t j = 0; j < s.nb; ++j)
+            tile[i * NB + j] = i < s.mr && j < s.nc ? m[(s.i0 + i) * ld + s.j0 + j] : T(0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Backward: dL/dS tiles multiplied into both gradients
 // ---------------------------------------------------------------------------------------------
@@ -476,7 +489,7 @@ const char* isa_name() { return METS_STR(METS_ISA); }
 
 template <class T>
 double loss_forward(const Operands<T>& op, int64_t offset, bool symmetric, T* lse_row,
-                    T* lse_col) {
+                    T* lse_col, T* logits) {
     CallScope scope;
     Prepared<T> pr(op, /*compute_norms=*/true, /*need_yn=*/false);
     const T masked = Masked<T>::value;
@@ -492,6 +505,7 @@ double loss_forward(const Operands<T>& op, int64_t offset, bool symmetric, T* ls
     sweep(pr, /*pack=*/true, [&](Span s, T* tile, const T* panel) {
         const int64_t i0 = s.i0, mb = s.mb, mr = s.mr, j0 = s.j0, nb = s.nb, nc = s.nc;
         logits_tile(pr, i0, mb, nb, panel, tile);
+        if (logits) copy_tile(tile, s, logits, op.cols);
         for (int64_t i = 0; i < mr; ++i) {
             const int64_t j = i0 + i + offset - j0;
             if (j >= 0 && j < nc) positive.p[i0 + i] = tile[i * NB + j];
@@ -558,7 +572,7 @@ double loss_forward(const Operands<T>& op, int64_t offset, bool symmetric, T* ls
 
 template <class T>
 double loss_backward(const Operands<T>& op, int64_t offset, bool symmetric, const T* lse_row,
-                     const T* lse_col, double grad, T* da, T* db) {
+                     const T* lse_col, const T* logits, double grad, T* da, T* db) {
     CallScope scope;
     Prepared<T> pr(op, /*compute_norms=*/false, /*need_yn=*/true);
     const LossWeights w = loss_weights(symmetric, op.rows, grad);
@@ -578,9 +592,12 @@ double loss_backward(const Operands<T>& op, int64_t offset, bool symmetric, cons
             lc.p[j] = symmetric ? w_col * sexp(shift - lc.p[j]) : T(0);
     }
 
-    return backward_pass(pr, da, db, /*pack=*/true, [&](Span s, T* tile, const T* panel) {
+    return backward_pass(pr, da, db, /*pack=*/!logits, [&](Span s, T* tile, const T* panel) {
         const int64_t i0 = s.i0, mb = s.mb, mr = s.mr, j0 = s.j0, nb = s.nb, nc = s.nc;
-        logits_tile(pr, i0, mb, nb, panel, tile);
+        if (logits)
+            load_tile(logits, op.cols, s, tile);
+        else
+            logits_tile(pr, i0, mb, nb, panel, tile);
         for (int64_t i = 0; i < mb; ++i) {
             T* row = tile + i * NB;
             const vec<T> li = splat(lr.p[i0 + i]);
@@ -608,9 +625,7 @@ template <class T> void similarity_forward(const Operands<T>& op, T* out) {
     Prepared<T> pr(op, /*compute_norms=*/true, /*need_yn=*/false);
     sweep(pr, /*pack=*/true, [&](Span s, T* tile, const T* panel) {
         logits_tile(pr, s.i0, s.mb, s.nb, panel, tile);
-        for (int64_t i = 0; i < s.mr; ++i)
-            for (int64_t j = 0; j < s.nc; ++j)
-                out[(s.i0 + i) * op.cols + s.j0 + j] = tile[i * NB + j];
+        copy_tile(tile, s, out, op.cols);
     });
 }
 
@@ -619,17 +634,14 @@ double similarity_backward(const Operands<T>& op, const T* grad_out, T* da, T* d
     CallScope scope;
     Prepared<T> pr(op, /*compute_norms=*/false, /*need_yn=*/true);
     return backward_pass(pr, da, db, /*pack=*/false, [&](Span s, T* tile, const T*) {
-        for (int64_t i = 0; i < s.mb; ++i)
-            for (int64_t j = 0; j < s.nb; ++j)
-                tile[i * NB + j] = i < s.mr && j < s.nc
-                                       ? grad_out[(s.i0 + i) * op.cols + s.j0 + j] : T(0);
+        load_tile(grad_out, op.cols, s, tile);
     });
 }
 
 #define METS_INSTANTIATE(T)                                                                        \
-    template double loss_forward<T>(const Operands<T>&, int64_t, bool, T*, T*);                   \
+    template double loss_forward<T>(const Operands<T>&, int64_t, bool, T*, T*, T*);               \
     template double loss_backward<T>(const Operands<T>&, int64_t, bool, const T*, const T*,       \
-                                     double, T*, T*);                                              \
+                                     const T*, double, T*, T*);                                    \
     template void similarity_forward<T>(const Operands<T>&, T*);                                   \
     template double similarity_backward<T>(const Operands<T>&, const T*, T*, T*);
 METS_INSTANTIATE(float)

@@ -8,8 +8,9 @@
 namespace mets {
 
 template <class T> struct Kernels {
-    double (*loss_forward)(const Operands<T>&, int64_t, bool, T*, T*);
-    double (*loss_backward)(const Operands<T>&, int64_t, bool, const T*, const T*, double, T*, T*);
+    double (*loss_forward)(const Operands<T>&, int64_t, bool, T*, T*, T*);
+    double (*loss_backward)(const Operands<T>&, int64_t, bool, const T*, const T*, const T*, double,
+                            T*, T*);
     void (*similarity_forward)(const Operands<T>&, T*);
     double (*similarity_backward)(const Operands<T>&, const T*, T*, T*);
 };

@@ -58,6 +58,15 @@ def _inputs(rows, cols, dim, seed, dtype=torch.float32, transposed=False, extrem
     return a.to(dtype), b.to(dtype)
 
 
+@pytest.fixture(params=["kept", "recomputed"])
+def logits_path(request, monkeypatch):
+    """Runs a test with small logits kept between the CPU passes (the default) and recomputed
+    in backward (the path of large batches)."""
+    if request.param == "recomputed":
+        monkeypatch.setattr(mets_fast.loss, "SAVED_LOGITS_MAX", 0)
+    return request.param
+
+
 def _check_symmetric(a, b, s, rtol, atol, normalize=True):
     ours = _grads(contrastive_loss, a, b, s, normalize=normalize)
     ref = _grads(reference_contrastive_loss, a.double(), b.double(), s, normalize=normalize)
@@ -66,7 +75,7 @@ def _check_symmetric(a, b, s, rtol, atol, normalize=True):
 
 @pytest.mark.parametrize("batch", [1, 2, 3, 17, 129, 1000])
 @pytest.mark.parametrize("dim", [1, 7, 128, 257])
-def test_symmetric_matches_reference_float32(batch, dim):
+def test_symmetric_matches_reference_float32(batch, dim, logits_path):
     for seed, scale in enumerate([1.0, 14.3, 100.0]):
         a, b = _inputs(batch, batch, dim, seed)
         _check_symmetric(a, b, scale, rtol=2e-4, atol=2e-6)
@@ -74,21 +83,21 @@ def test_symmetric_matches_reference_float32(batch, dim):
 
 @pytest.mark.parametrize("batch,dim", [(1, 1), (3, 7), (129, 257), (1000, 128)])
 @pytest.mark.parametrize("scale", [1.0, 14.3, 100.0])
-def test_symmetric_matches_reference_float64(batch, dim, scale):
+def test_symmetric_matches_reference_float64(batch, dim, scale, logits_path):
     a, b = _inputs(batch, batch, dim, seed=batch, dtype=torch.float64)
     _check_symmetric(a, b, scale, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("transposed", [False, True])
-def test_extreme_norms_and_transposed_inputs(seed, transposed):
+def test_extreme_norms_and_transposed_inputs(seed, transposed, logits_path):
     a, b = _inputs(129, 129, 33, seed, transposed=transposed, extreme=True)
     assert not a.is_contiguous() or not transposed
     for scale in (1.0, 100.0):
         _check_symmetric(a, b, scale, rtol=2e-4, atol=2e-6)
 
 
-def test_without_normalisation():
+def test_without_normalisation(logits_path):
     a, b = _inputs(65, 65, 16, seed=3)
     _check_symmetric(a * 0.3, b * 0.3, 2.0, rtol=2e-4, atol=2e-6, normalize=False)
 
@@ -98,7 +107,7 @@ def test_without_normalisation():
                          (100, 1000, 900)]
 )
 @pytest.mark.parametrize("dim", [1, 7, 128, 257])
-def test_infonce_matches_reference(rows, cols, offset, dim):
+def test_infonce_matches_reference(rows, cols, offset, dim, logits_path):
     for seed, scale in enumerate([1.0, 14.3, 100.0]):
         a, b = _inputs(rows, cols, dim, seed)
         ours = _grads(infonce, a, b, scale, offset=offset)
@@ -128,7 +137,7 @@ def test_similarity_matches_reference(rows, cols, dim):
                                rtol=1e-5, atol=1e-5)
 
 
-def test_gradcheck_float64():
+def test_gradcheck_float64(logits_path):
     g = torch.Generator().manual_seed(0)
     a = torch.randn(6, 5, dtype=torch.float64, generator=g, requires_grad=True)
     b = torch.randn(6, 5, dtype=torch.float64, generator=g, requires_grad=True)
@@ -144,7 +153,7 @@ def test_gradcheck_float64():
         torch.autograd.gradgradcheck(lambda x, y, t: contrastive_loss(x, y, t), (a, b, s))
 
 
-def test_zero_rows_give_finite_gradients():
+def test_zero_rows_give_finite_gradients(logits_path):
     a, b = _inputs(10, 10, 8, seed=7)
     a[3] = 0
     b[0] = 0
@@ -152,6 +161,16 @@ def test_zero_rows_give_finite_gradients():
     ref = _grads(reference_contrastive_loss, a.double(), b.double(), 14.3)
     assert all(torch.isfinite(t).all() for t in ours)
     _assert_close(ours, ref, rtol=2e-4, atol=2e-6, inputs=(a, b), scale=14.3)
+
+
+@pytest.mark.parametrize("rows,cols,offset", [(1, 1, 0), (129, 129, 0), (100, 1000, 900)])
+def test_kept_and_recomputed_logits_give_identical_gradients(rows, cols, offset, monkeypatch):
+    a, b = _inputs(rows, cols, 33, seed=rows)
+    kept = _grads(infonce, a, b, 14.3, offset=offset), _grads(contrastive_loss, a, a, 14.3)
+    monkeypatch.setattr(mets_fast.loss, "SAVED_LOGITS_MAX", 0)
+    recomputed = _grads(infonce, a, b, 14.3, offset=offset), _grads(contrastive_loss, a, a, 14.3)
+    for x, y in zip(kept, recomputed):
+        assert all(torch.equal(u, v) for u, v in zip(x, y))
 
 
 @pytest.fixture(params=_C.available_isas())
@@ -163,7 +182,7 @@ def isa(request):
 
 
 @pytest.mark.parametrize("batch,dim", [(1, 3), (33, 7), (257, 130)])
-def test_every_instruction_set(isa, batch, dim):
+def test_every_instruction_set(isa, batch, dim, logits_path):
     for dtype, rtol, atol in ((torch.float32, 2e-4, 2e-6), (torch.float64, 1e-10, 1e-12)):
         a, b = _inputs(batch, batch, dim, seed=11, dtype=dtype, extreme=True)
         _check_symmetric(a, b, 30.0, rtol, atol)
