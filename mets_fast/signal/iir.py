@@ -186,7 +186,8 @@ def cascade(buf, start, stop, step, coeffs, gains):
 @numba.njit(cache=True)
 def _four_sections(buf, start, stop, step, c, first, count, level, gains):
     """Up to four sections in direct form I, fused in one pass; their states (last two inputs
-    and outputs of each) live in vector registers.  Sections past `count` are skipped."""
+    and outputs of each, as tuples) live in vector registers.  Sections past `count` are
+    skipped."""
     # the coefficients as tuples of scalars, hoisted out of the loop into registers
     c0 = _coefficients(c, first, 1)
     c1 = _coefficients(c, first + 1, count > 1)
@@ -198,26 +199,18 @@ def _four_sections(buf, start, stop, step, c, first, count, level, gains):
     u2 = scale(u1, gains[first + 1] if count > 1 else 1.0)
     u3 = scale(u2, gains[first + 2] if count > 2 else 1.0)
     o3 = scale(u3, gains[first + 3] if count > 3 else 1.0)
-    i01, i02, o01, o02 = u0, u0, u1, u1
-    i11, i12, o11, o12 = u1, u1, u2, u2
-    i21, i22, o21, o22 = u2, u2, u3, u3
-    i31, i32, o31, o32 = u3, u3, o3, o3
+    s0 = (u0, u0, u1, u1)
+    s1 = (u1, u1, u2, u2)
+    s2 = (u2, u2, u3, u3)
+    s3 = (u3, u3, o3, o3)
     for t in range(start, stop, step):
-        v = load(buf, t)
-        y = _section(v, i01, i02, o01, o02, c0)
-        i02, i01, o02, o01 = i01, v, o01, y
+        y, s0 = _advance(load(buf, t), s0, c0)
         if count > 1:
-            v = y
-            y = _section(v, i11, i12, o11, o12, c1)
-            i12, i11, o12, o11 = i11, v, o11, y
+            y, s1 = _advance(y, s1, c1)
             if count > 2:
-                v = y
-                y = _section(v, i21, i22, o21, o22, c2)
-                i22, i21, o22, o21 = i21, v, o21, y
+                y, s2 = _advance(y, s2, c2)
                 if count > 3:
-                    v = y
-                    y = _section(v, i31, i32, o31, o32, c3)
-                    i32, i31, o32, o31 = i31, v, o31, y
+                    y, s3 = _advance(y, s3, c3)
         store(buf, t, y)
 
 
@@ -230,7 +223,10 @@ def _coefficients(c, k, present):
 
 
 @numba.njit(cache=True, inline="always")
-def _section(v, i1, i2, o1, o2, c):
-    """One direct-form-I step: b0 v + b1 i1 + b2 i2 - a2 o2 - a1 o1, the previous output last
-    so that the chain from one sample to the next is a single multiply-add."""
-    return fma(o1, -c[3], fma(o2, -c[4], fma(i2, c[2], fma(i1, c[1], scale(v, c[0])))))
+def _advance(v, state, c):
+    """One direct-form-I step of a section whose state is (last two inputs, last two outputs):
+    b0 v + b1 i1 + b2 i2 - a2 o2 - a1 o1, the previous output last so that the chain from one
+    sample to the next is a single multiply-add.  Returns the output and the new state."""
+    i1, i2, o1, o2 = state
+    y = fma(o1, -c[3], fma(o2, -c[4], fma(i2, c[2], fma(i1, c[1], scale(v, c[0])))))
+    return y, (v, i1, y, o1)
