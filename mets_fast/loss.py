@@ -373,7 +373,7 @@ class _FusedLoss(torch.autograd.Function):
             logits = a.new_empty((rows, cols)) if rows * cols <= SAVED_LOGITS_MAX else None
             value = _C.loss_forward(
                 _np(a), _np(b), _np(norm_a), _np(norm_b), _np(lse_row),
-                _np(lse_col) if symmetric else None, _np_or_none(logits), s, offset, symmetric,
+                _np_or_none(lse_col), _np_or_none(logits), s, offset, symmetric,
                 normalize, _threads())
             loss = torch.tensor(value, dtype=a.dtype)
         ctx.logits = logits
