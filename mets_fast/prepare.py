@@ -42,6 +42,11 @@ class Settings(NamedTuple):
     normalize: str  # "lead", "record" or "none"
     dtype: str
 
+    @property
+    def samples(self) -> int:
+        """Samples per lead of every stored ECG."""
+        return int(round(self.fs * self.seconds))
+
     def as_dict(self) -> dict:
         return {**self._asdict(), "leads": list(self.leads)}
 
@@ -100,14 +105,12 @@ def _map_records(tasks: list, workers: int) -> Iterable:
         yield from pool.map(_read_one, tasks, chunksize=16)
 
 
-def ptbxl_source(root: Path, settings: Settings, rate: int | None, workers: int):
-    from .data.ptbxl import read_ptbxl
-
-    meta = read_ptbxl(root)
+def ptbxl_source(root: Path, meta: pd.DataFrame, settings: Settings, rate: int | None,
+                 workers: int):
+    """The records of `meta` (read_ptbxl's table of the data set at `root`)."""
     rate = rate or (500 if settings.fs > 100 else 100)
     column = {100: "filename_lr", 500: "filename_hr"}[rate]
-    samples = int(round(settings.fs * settings.seconds))
-    tasks = [(str(root / f), settings.fs, settings.leads, samples) for f in meta[column]]
+    tasks = [(str(root / f), settings.fs, settings.leads, settings.samples) for f in meta[column]]
     keep = ["id", "patient", "report", "report_clean", "split", "source", "superclass",
             "subclass", "form", "rhythm", "strat_fold"]
     rows = meta[keep].to_dict("records")
@@ -120,7 +123,6 @@ def mitbih_source(root: Path, settings: Settings, seed: int, step: float | None)
 
     headers = sorted(root.glob("*.hea"))
     splits = split_records([h.stem for h in headers], seed=seed)
-    samples = int(round(settings.fs * settings.seconds))
     for header in headers:
         try:
             rec = read_mitbih(header.with_suffix(""), fs=settings.fs)
@@ -131,7 +133,7 @@ def mitbih_source(root: Path, settings: Settings, seed: int, step: float | None)
         index = {n: k for k, n in enumerate(rec.record.leads)}
         for k, row in meta.iterrows():
             # both leads kept: MLII as II, the second under its own name when it is standard
-            signal = np.zeros((len(settings.leads), samples), np.float32)
+            signal = np.zeros((len(settings.leads), settings.samples), np.float32)
             for j, lead in enumerate(settings.leads):
                 if lead in index:
                     signal[j] = signals[k, index[lead]]
@@ -143,8 +145,7 @@ def mitbih_source(root: Path, settings: Settings, seed: int, step: float | None)
 
 
 def wfdb_source(paths: list, settings: Settings, seed: int, workers: int):
-    samples = int(round(settings.fs * settings.seconds))
-    tasks = [(str(p), settings.fs, settings.leads, samples) for p in paths]
+    tasks = [(str(p), settings.fs, settings.leads, settings.samples) for p in paths]
     order = np.random.default_rng(seed).permutation(len(paths))
     split = np.empty(len(paths), dtype=object)
     cut1, cut2 = int(round(0.8 * len(paths))), int(round(0.9 * len(paths)))
@@ -165,9 +166,8 @@ def write_store(out: Path, source: Iterable, n_max: int, settings: Settings,
     reasons, label counts)."""
     from tqdm import tqdm
 
-    samples = int(round(settings.fs * settings.seconds))
     rows, skipped = [], []
-    with StoreWriter(out, n_max, settings.leads, samples, settings.fs, settings.dtype,
+    with StoreWriter(out, n_max, settings.leads, settings.samples, settings.fs, settings.dtype,
                      preprocessing={**settings.as_dict(), **(extra or {})},
                      overwrite=overwrite) as writer:
         batch, batch_rows = [], []
@@ -281,8 +281,9 @@ def main(argv: list | None = None) -> int:
     elif args.source == "ptbxl":
         from .data.ptbxl import read_ptbxl
 
-        n_max = len(read_ptbxl(args.root))
-        source = ptbxl_source(args.root, settings, args.rate, args.workers)
+        meta = read_ptbxl(args.root)
+        n_max = len(meta)
+        source = ptbxl_source(args.root, meta, settings, args.rate, args.workers)
     elif args.source == "mitbih":
         headers = sorted(args.root.glob("*.hea"))
         # one spare window per record: resampling may round a record's length up
@@ -311,7 +312,7 @@ def _count_windows(header: Path, settings: Settings, step: float | None) -> int:
     except Exception:  # the reader reports the bad record when it gets there
         return 0
     n = int(round(h.sig_len * settings.fs / h.fs))
-    width = int(round(settings.seconds * settings.fs))
+    width = settings.samples
     hop = int(round((step or settings.seconds) * settings.fs))
     return max(0, (n - width) // hop + 1)
 
