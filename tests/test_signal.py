@@ -223,6 +223,7 @@ def test_rr_and_heart_rate():
         (lambda: bandpass(np.ones(300), 100, 30, 20), ValueError, "below high"),
         (lambda: bandpass(np.array([]), 100), ValueError, "empty"),
         (lambda: bandpass(np.ones(10), 100), ValueError, "edge padding"),
+        (lambda: clean(np.ones(10), 100), ValueError, "edge padding"),
         (lambda: bandpass(np.ones(300, dtype=complex), 100), TypeError, "float32 or float64"),
         (lambda: bandpass(np.ones(300), "100"), TypeError, "fs"),
         (lambda: notch(np.ones(300), 100, 50.0), ValueError, "Nyquist"),

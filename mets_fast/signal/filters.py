@@ -127,8 +127,7 @@ def clean(x: np.ndarray, fs: float, *, low: float = 0.5, high: float = 40.0,
     else:
         notch_filter = iir.from_sos(np.empty((0, 6)))
     n = x.shape[-1]
-    if n <= max(band.padlen, notch_filter.padlen):
-        iir.filtfilt(x, band)  # raises the error that names the pad length
+    iir.check_length(n, max(band.padlen, notch_filter.padlen))
     rows = np.ascontiguousarray(x.reshape(-1, n))
     out = np.empty_like(rows)
     _clean_rows(rows, *baseline_plan(fs), band[1:4], notch_filter[1:4], out)

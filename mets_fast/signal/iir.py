@@ -84,11 +84,7 @@ def filtfilt(x: np.ndarray, filt: SOSFilter) -> np.ndarray:
     padded exactly as scipy pads them).  Raises ValueError when the last axis is not longer
     than the pad length."""
     n = x.shape[-1]
-    if n <= filt.padlen:
-        raise ValueError(
-            f"the signal has {n} samples along its last axis; this filter needs more than "
-            f"{filt.padlen} (its edge padding)"
-        )
+    check_length(n, filt.padlen)
     rows = np.ascontiguousarray(x.reshape(-1, n))
     out = np.empty_like(rows)
     overlap = filt.settle + filt.padlen
@@ -98,6 +94,15 @@ def filtfilt(x: np.ndarray, filt: SOSFilter) -> np.ndarray:
     else:
         _filtfilt_rows(rows, filt.coeffs, filt.gains, filt.padlen, out)
     return out.reshape(x.shape)
+
+
+def check_length(n: int, padlen: int) -> None:
+    """Raises ValueError unless a signal of `n` samples is longer than the edge padding."""
+    if n <= padlen:
+        raise ValueError(
+            f"the signal has {n} samples along its last axis; this filter needs more than "
+            f"{padlen} (its edge padding)"
+        )
 
 
 @numba.njit(cache=True, parallel=True)
