@@ -17,6 +17,16 @@ from typing import Callable, Sequence
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def shared_data(item: str) -> Path | None:
+    """`item` (a path relative to the shared data folder) under $METS_FAST_DATA or
+    ../shared/data beside the checkout, whichever holds it first; None where neither does."""
+    env = os.environ.get("METS_FAST_DATA")
+    for root in ([Path(env)] if env else []) + [Path(__file__).resolve().parents[2] / "shared/data"]:
+        if (root / item).exists():
+            return root / item
+    return None
+
+
 def machine() -> dict:
     """CPU model, cores and the versions that decide the figures."""
     info = {"python": platform.python_version(), "platform": platform.platform(),

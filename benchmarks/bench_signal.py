@@ -31,28 +31,20 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import table, write_results  # noqa: E402
+from _common import shared_data, table, write_results  # noqa: E402
 
 from mets_fast.signal import clean, detect_rpeaks, match_beats  # noqa: E402
 from mets_fast.signal.reference import clean_scipy  # noqa: E402
 
 
-def data_root() -> Path | None:
-    env = os.environ.get("METS_FAST_DATA")
-    for path in ([Path(env)] if env else []) + [Path(__file__).resolve().parents[2] / "shared" / "data"]:
-        if (path / "mitdb-ds1").is_dir():
-            return path
-    return None
-
-
-def load_mitdb(root: Path, names=None):
+def load_mitdb(folder: Path, names=None):
     """{record: (leads, fs, reference beats, ventricular flutter intervals)} from the data
     layer's MIT-BIH reader; `leads` holds MLII first, then the record's other lead (V1 in most
     records, V2, V4 or V5 in a few)."""
     from mets_fast.data.mitbih import qrs_reference, read_mitbih
 
     records = {}
-    for header in sorted((root / "mitdb-ds1").glob("*.hea")):
+    for header in sorted(folder.glob("*.hea")):
         if names and header.stem not in names:
             continue
         rec = read_mitbih(header.with_suffix(""))
@@ -211,13 +203,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 records, 32 ECGs: under a minute")
     args = parser.parse_args()
 
-    root = data_root()
+    folder = shared_data("mitdb-ds1")
     det_rows = other_rows = []
-    if root is None:
+    if folder is None:
         print("shared MIT-BIH records not found (METS_FAST_DATA or ../shared/data): detection "
               "skipped")
     else:
-        records = load_mitdb(root, {"101", "203", "207"} if args.quick else None)
+        records = load_mitdb(folder, {"101", "203", "207"} if args.quick else None)
         det_rows = detection(records, args.quick, lead=0, timed=True)
         other_rows = detection(records, args.quick, lead=1, timed=False)
     clean_rows = cleaning(32 if args.quick else 256, 2 if args.quick else 5)

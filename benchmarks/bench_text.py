@@ -24,20 +24,18 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import table, write_results  # noqa: E402
+from _common import shared_data, table, write_results  # noqa: E402
 
 from mets_fast.text import REPORT_TEMPLATE, FrozenTextEncoder, default_model_dir  # noqa: E402
 
 
 def reports(quick: bool) -> list:
-    env = os.environ.get("METS_FAST_DATA")
-    roots = ([Path(env)] if env else []) + [Path(__file__).resolve().parents[2] / "shared/data"]
-    for root in roots:
-        path = root / "ptbxl/ptbxl_database_excerpt.csv"
-        if path.is_file():
-            texts = pd.read_csv(path)["report"].fillna("").tolist()
-            return texts[:300] if quick else texts
-    raise SystemExit("the shared PTB-XL excerpt was not found (METS_FAST_DATA or ../shared/data)")
+    path = shared_data("ptbxl/ptbxl_database_excerpt.csv")
+    if path is None:
+        raise SystemExit("the shared PTB-XL excerpt was not found (METS_FAST_DATA or "
+                         "../shared/data)")
+    texts = pd.read_csv(path)["report"].fillna("").tolist()
+    return texts[:300] if quick else texts
 
 
 @torch.inference_mode()
