@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -120,8 +121,6 @@ class FrozenTextEncoder:
                "template": self.template if template is None else template}
         if self.dtype != "float32":  # float32 spaces keep the key they always had
             key["dtype"] = self.dtype
-        import hashlib
-
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
     def _cache(self, template: str) -> EmbeddingCache | None:

@@ -32,7 +32,8 @@ def resolve_model(model: str | os.PathLike) -> tuple:
     """``(source, local directory or None)``: ``"default"`` is the bundled all-MiniLM-L6-v2, an
     existing directory is used as it is, anything else is a Hugging Face id."""
     if str(model) == "default":
-        return str(default_model_dir()), default_model_dir()
+        directory = default_model_dir()
+        return str(directory), directory
     path = Path(model)
     if path.is_dir():
         return str(path), path
