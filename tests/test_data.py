@@ -93,10 +93,14 @@ def test_read_record_bad_files(tmp_path, twelve_lead):
         read_record(tmp_path / "ok" / "ok", leads=["I", "i"])
 
 
-def test_fast_reader_matches_wfdb(twelve_lead, tiny_mitbih, shared_root):
+def test_fast_reader_matches_wfdb(twelve_lead, tiny_mitbih, shared_root, tmp_path):
     from mets_fast.data.records import _read_plain, _read_with_wfdb
 
-    paths = [twelve_lead[0], tiny_mitbih[0]]
+    # format 212 with an odd number of samples in all: the file ends in two bytes, not three
+    digital = np.random.default_rng(0).integers(-2000, 2000, (1001, 1))
+    wfdb.wrsamp("odd212", fs=100, units=["mV"], sig_name=["II"], d_signal=digital, fmt=["212"],
+                adc_gain=[200.0], baseline=[0], write_dir=str(tmp_path))
+    paths = [twelve_lead[0], tiny_mitbih[0], tmp_path / "odd212"]
     if shared_root is not None:
         paths += [shared_root / "mitdb-ds1/203", shared_root / "ptbdb/s0010_re",
                   shared_root / "ptbxl/records100/00000/00001_lr"]

@@ -195,7 +195,10 @@ def _decode(data_file: Path, fmt: str, channels: int, sig_len: int, base: Path) 
     if raw.size < need:
         raise ValueError(f"WFDB record {base} is truncated: {data_file} holds {raw.size} "
                          f"bytes, the header needs {need}")
-    pairs = raw[:(total + 1) // 2 * 3].reshape(-1, 3).astype(np.int32)
+    # an odd count may end in two bytes rather than a whole triple: pad it to one
+    pairs = np.zeros((total + 1) // 2 * 3, dtype=np.int32)
+    pairs[:need] = raw[:need]
+    pairs = pairs.reshape(-1, 3)
     out = np.empty(pairs.shape[0] * 2, dtype=np.int32)
     out[0::2] = pairs[:, 0] | ((pairs[:, 1] & 0x0F) << 8)
     out[1::2] = pairs[:, 2] | ((pairs[:, 1] & 0xF0) << 4)
