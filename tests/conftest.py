@@ -83,3 +83,92 @@ def mitdb(shared_data):
 def shared_root():
     """The shared data folder, or None where it is absent (for tests that use it if present)."""
     return shared_data_root()
+
+
+def _write_record(directory, name, signal, fs, names, comments=()):
+    """Writes (leads, samples) millivolts as a WFDB record (format 16)."""
+    import wfdb
+
+    directory.mkdir(parents=True, exist_ok=True)
+    wfdb.wrsamp(name, fs=fs, units=["mV"] * len(names), sig_name=list(names),
+                p_signal=np.ascontiguousarray(signal.T, dtype=np.float64), fmt=["16"] * len(names),
+                adc_gain=[1000.0] * len(names), baseline=[0] * len(names),
+                comments=list(comments), write_dir=str(directory))
+    return directory / name
+
+
+@pytest.fixture(scope="session")
+def write_record():
+    """write_record(directory, name, signal (leads, samples) mV, fs, lead names, comments)."""
+    return _write_record
+
+
+@pytest.fixture
+def twelve_lead(tmp_path, make_ecg):
+    """A 10 s, 500 Hz, 12-lead WFDB record written by the test: (path, signal)."""
+    from mets_fast.data import STANDARD_LEADS
+
+    x, beats = make_ecg(500, seconds=10, seed=1)
+    signal = np.stack([x * (1 + 0.1 * k) for k in range(12)])
+    path = _write_record(tmp_path, "rec", signal, 500, STANDARD_LEADS, ["age: 60", "sex: male"])
+    return path, signal
+
+
+def write_mitbih(directory, make_ecg, name="900", seed=7, seconds=60):
+    """A MIT-BIH-format record (360 Hz, MLII and V1) with annotations: the first third sinus
+    rhythm, then atrial fibrillation with left bundle branch block beats, and two PVCs.
+    Returns (path, beat samples)."""
+    import wfdb
+
+    fs = 360
+    x, beats = make_ecg(fs, seconds=seconds, seed=seed)
+    path = _write_record(directory, name, np.stack([x, 0.5 * x]), fs, ["MLII", "V1"])
+    symbols = ["N" if b < seconds / 3 * fs else "L" for b in beats]
+    symbols[40], symbols[45] = "V", "V"
+    samples = [int(beats[0]) - 5] + [int(b) for b in beats]
+    notes = ["(N"] + [""] * len(beats)
+    afib = int(np.searchsorted(beats, seconds / 3 * fs))
+    syms = ["+"] + symbols
+    samples.insert(afib + 1, int(beats[afib]) - 3)
+    syms.insert(afib + 1, "+")
+    notes.insert(afib + 1, "(AFIB")
+    wfdb.wrann(name, "atr", np.array(samples), symbol=syms, aux_note=notes, fs=fs,
+               write_dir=str(directory))
+    return path, beats
+
+
+@pytest.fixture
+def tiny_mitbih(tmp_path, make_ecg):
+    """60 s at 360 Hz, two leads, with annotations: 20 s sinus rhythm, then atrial fibrillation
+    with left bundle branch block beats and two PVCs."""
+    return write_mitbih(tmp_path / "mit", make_ecg)
+
+
+@pytest.fixture(scope="session")
+def mitbih_writer(make_ecg):
+    """mitbih_writer(directory, name, seed): writes a MIT-BIH-format record (see write_mitbih)."""
+    return lambda directory, name="900", seed=7, seconds=60: write_mitbih(
+        directory, make_ecg, name, seed, seconds)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Prepared stores and embedding caches of the tests go to a fresh directory, never the
+    user's ~/.cache/mets_fast."""
+    path = tmp_path_factory.mktemp("mets_fast_cache")
+    previous = os.environ.get("METS_FAST_CACHE")
+    os.environ["METS_FAST_CACHE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("METS_FAST_CACHE", None)
+    else:
+        os.environ["METS_FAST_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory):
+    """A tiny random BERT (2 layers, 32 wide) written once per session: a language model for
+    tests with no download."""
+    from mets_fast.text import tiny_test_model
+
+    return tiny_test_model(tmp_path_factory.mktemp("tiny_lm") / "bert")

@@ -5,7 +5,6 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,24 +35,6 @@ from mets_fast.prepare import main as prepare_main
 from mets_fast.signal import detect_rpeaks, heart_rate
 
 
-def write_record(directory, name, signal, fs, names, comments=()):
-    """Writes (leads, samples) millivolts as a WFDB record (format 16)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    wfdb.wrsamp(name, fs=fs, units=["mV"] * len(names), sig_name=list(names),
-                p_signal=np.ascontiguousarray(signal.T, dtype=np.float64), fmt=["16"] * len(names),
-                adc_gain=[1000.0] * len(names), baseline=[0] * len(names),
-                comments=list(comments), write_dir=str(directory))
-    return directory / name
-
-
-@pytest.fixture
-def twelve_lead(tmp_path, make_ecg):
-    x, beats = make_ecg(500, seconds=10, seed=1)
-    signal = np.stack([x * (1 + 0.1 * k) for k in range(12)])
-    path = write_record(tmp_path, "rec", signal, 500, STANDARD_LEADS, ["age: 60", "sex: male"])
-    return path, signal
-
-
 # ------------------------------------------------------------------------------------ records
 
 
@@ -73,7 +54,7 @@ def test_read_record_resamples_selects_and_masks(twelve_lead):
     np.testing.assert_allclose(low.signal[1], expected, atol=1e-5)
 
 
-def test_read_record_bad_files(tmp_path, twelve_lead):
+def test_read_record_bad_files(tmp_path, twelve_lead, write_record):
     path, _ = twelve_lead
     with pytest.raises(FileNotFoundError, match="header not found"):
         read_record(tmp_path / "nothing")
@@ -211,7 +192,7 @@ AFIB,atrial fibrillation,,,1.0,,
 
 
 @pytest.fixture
-def ptbxl_root(tmp_path, make_ecg, shared_root):
+def ptbxl_root(tmp_path, make_ecg, shared_root, write_record):
     """A PTB-XL-shaped directory: 30 records at 100 and 500 Hz, a database table (real report
     strings from the shared excerpt when present) and the statement table."""
     root = tmp_path / "ptbxl"
@@ -295,27 +276,6 @@ def test_prepare_ptbxl_end_to_end(ptbxl_root, tmp_path):
 # ------------------------------------------------------------------------------------ MIT-BIH
 
 
-@pytest.fixture
-def tiny_mitbih(tmp_path, make_ecg):
-    """60 s at 360 Hz, two leads, with annotations: 20 s sinus rhythm, then atrial fibrillation
-    with left bundle branch block beats and two PVCs."""
-    fs = 360
-    x, beats = make_ecg(fs, seconds=60, seed=7)
-    path = write_record(tmp_path / "mit", "900", np.stack([x, 0.5 * x]), fs, ["MLII", "V1"])
-    symbols = ["N" if b < 20 * fs else "L" for b in beats]
-    symbols[40], symbols[45] = "V", "V"
-    samples = [int(beats[0]) - 5] + [int(b) for b in beats]
-    notes = ["(N"] + [""] * len(beats)
-    afib = int(np.searchsorted(beats, 20 * fs))
-    syms = ["+"] + symbols
-    samples.insert(afib + 1, int(beats[afib]) - 3)
-    syms.insert(afib + 1, "+")
-    notes.insert(afib + 1, "(AFIB")
-    wfdb.wrann("900", "atr", np.array(samples), symbol=syms, aux_note=notes, fs=fs,
-               write_dir=str(tmp_path / "mit"))
-    return path, beats
-
-
 def test_read_mitbih_classes_windows_and_reports(tiny_mitbih):
     path, beats = tiny_mitbih
     rec = read_mitbih(path)
@@ -332,7 +292,7 @@ def test_read_mitbih_classes_windows_and_reports(tiny_mitbih):
     assert any("premature ventricular contraction" in r for r in meta["report"])
     assert window_report(rec.beats, rec.rhythms, 200, 300) == "sinus rhythm."
     # the beat task: windows centred on their beats, labelled by the centre beat
-    windows, labels, centres = beat_windows(rec, 1000)
+    windows, labels, centres, _ = beat_windows(rec, 1000)
     assert windows.shape[1:] == (2, 1000) and len(labels) == len(centres)
     k = int(np.flatnonzero(labels == "V")[0])
     np.testing.assert_array_equal(windows[k], rec.record.signal[:, centres[k] - 500:centres[k] + 500])
@@ -369,10 +329,10 @@ def test_synthetic_corpus_shapes_determinism_and_labels():
     seen = {c for cs in meta["conditions"] for c in cs}
     assert seen == set(CONDITIONS) and len(seen) >= 12
     assert set(meta["split"]) == {"train", "val", "test"}
-    for family, classes in SYNTHETIC_TASKS.values():
-        single = meta[meta[family].map(len) == 1][family].map(lambda x: x[0])
+    for task in SYNTHETIC_TASKS.values():
+        single = meta[meta[task.family].map(len) == 1][task.family].map(lambda x: x[0])
         counts = single.value_counts()
-        assert all(counts.get(c, 0) >= 15 for c in classes), (family, counts.to_dict())
+        assert all(counts.get(c, 0) >= 15 for c in task.classes), (task.family, counts.to_dict())
     for _, row in meta.iterrows():  # labels follow the conditions
         if "atrial fibrillation" in row["conditions"]:
             assert row["rhythm"] == ["AFIB"] and "fibrillation" in row["report"]
@@ -448,10 +408,11 @@ def test_interrupted_write_leaves_nothing(tmp_path):
 def test_interrupted_prepare_process_leaves_no_store(tmp_path):
     """A prepare run killed half-way (here: by a failing record source) leaves no store."""
     code = ("import sys, numpy as np; from mets_fast import prepare as p\n"
+            "from mets_fast.data import build\n"
             "def bad(*a, **k):\n"
             "    yield np.zeros((12, 1000), np.float32), None\n"
             "    raise SystemExit(3)\n"
-            "p.wfdb_source = bad\n"
+            "build.wfdb_source = bad\n"
             f"p.main(['wfdb', 'x', '--out', r'{tmp_path / 'out'}', '--quiet'])\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True)
     assert result.returncode == 3

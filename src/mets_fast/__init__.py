@@ -19,6 +19,9 @@ _LAZY = {
     "reference_contrastive_loss": "loss",
     "reference_infonce": "loss",
     "backends": "loss",
+    "METSModel": "model",
+    "load": "model",
+    "load_encoder": "model",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

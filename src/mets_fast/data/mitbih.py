@@ -57,6 +57,18 @@ _BEAT_STATEMENTS = {
 }
 
 
+# What a beat-centred window's report calls its centre beat.
+BEAT_NAMES = {**METS_CLASS_NAMES, "/": "paced beat",
+              **{s: one for s, (one, _) in _BEAT_STATEMENTS.items() if s not in METS_CLASS_NAMES}}
+
+
+class BeatWindows(NamedTuple):
+    windows: np.ndarray   # (n, leads, samples) float32
+    labels: np.ndarray    # METS class of each centre beat (None where it has none)
+    centres: np.ndarray   # sample of each centre beat
+    symbols: np.ndarray   # annotation symbol of each centre beat
+
+
 class MitbihRecord(NamedTuple):
     """A record with its reference annotations: ``beats`` (columns ``sample``, ``symbol``,
     ``mets`` and ``aami`` classes, None where a beat has none) and ``rhythms`` (columns
@@ -162,19 +174,84 @@ def mitbih_windows(rec: MitbihRecord, seconds: float = 10.0, step: float | None 
     return signals.astype(np.float32), pd.DataFrame(rows)
 
 
-def beat_windows(rec: MitbihRecord, samples: int):
-    """The zero-shot beat task: every beat with a METS class, represented by the window of
-    `samples` (the training length) centred on it and labelled with that centre beat's class
+def beat_windows(rec: MitbihRecord, samples: int, symbols: str | None = None,
+                 per_symbol: int | None = None, seed: int = 0) -> BeatWindows:
+    """Windows of `samples` (the training length) centred on beats: by default every beat with
+    a METS class, the zero-shot beat task, each labelled with its centre beat's class
     (neighbouring beats inside the window do not change the label).  Beats too near the edges
-    for a whole window are dropped.  Returns ``(windows (n, leads, samples), labels, centres)``."""
+    for a whole window are dropped.
+
+    Args:
+        symbols: the annotation symbols to keep instead (e.g. all of :data:`BEAT_SYMBOLS`).
+        per_symbol: keep at most this many beats of each symbol, drawn reproducibly with `seed`
+            (a record's tens of thousands of normal beats would otherwise drown its few
+            ectopic ones); None keeps all.
+
+    Returns ``BeatWindows(windows (n, leads, samples) float32, labels (METS class or None),
+    centres (samples), symbols)`` in the record's order."""
     half = samples // 2
     n = rec.record.signal.shape[1]
-    keep = rec.beats[rec.beats["mets"].notna()]
+    keep = rec.beats[rec.beats["symbol"].isin(list(symbols))] if symbols is not None else \
+        rec.beats[rec.beats["mets"].notna()]
     keep = keep[(keep["sample"] - half >= 0) & (keep["sample"] - half + samples <= n)]
+    if per_symbol is not None:
+        rng = np.random.default_rng(seed)
+        chosen = [rng.choice(g.index, size=min(per_symbol, len(g)), replace=False)
+                  for _, g in keep.groupby("symbol", sort=True)]
+        keep = keep.loc[np.sort(np.concatenate(chosen))] if chosen else keep.iloc[:0]
     centres = keep["sample"].to_numpy()
     windows = np.stack([rec.record.signal[:, c - half:c - half + samples] for c in centres]) \
         if len(centres) else np.empty((0, rec.record.signal.shape[0], samples), np.float32)
-    return windows, keep["mets"].to_numpy(), centres
+    return BeatWindows(windows.astype(np.float32, copy=False), keep["mets"].to_numpy(),
+                       centres, keep["symbol"].to_numpy())
+
+
+def beat_report(rec: MitbihRecord, centre: int, symbol: str) -> str:
+    """The report of a beat-centred window: the centre beat, then the rhythm it lies in, e.g.
+    ``"premature ventricular contraction. sinus rhythm."``"""
+    statements = [BEAT_NAMES.get(symbol, "beat")]
+    inside = rec.rhythms[(rec.rhythms["start"] <= centre) & (rec.rhythms["stop"] > centre)]
+    for note in inside["rhythm"]:
+        statements.append(RHYTHMS.get(note, (note.strip("(").lower(), None))[0])
+    return ". ".join(statements) + "."
+
+
+def beat_labels(rec: MitbihRecord, centre: int, symbol: str) -> dict:
+    """PTB-XL-style label lists of a beat-centred window (as :func:`mitbih_windows` gives for
+    a long one): the rhythm at the centre, ``PVC``/``PAC`` forms, bundle branch blocks."""
+    inside = rec.rhythms[(rec.rhythms["start"] <= centre) & (rec.rhythms["stop"] > centre)]
+    rhythm = sorted({RHYTHMS[r][1] for r in inside["rhythm"] if r in RHYTHMS and RHYTHMS[r][1]})
+    form = {"V": ["PVC"], "A": ["PAC"]}.get(symbol, [])
+    block = {"L": ["CLBBB"], "R": ["CRBBB"]}.get(symbol, [])
+    return {"rhythm": rhythm, "form": form, "superclass": ["CD"] if block else [],
+            "subclass": block}
+
+
+def validation_records(counts: dict, seed: int = 0, fraction: float = 0.25,
+                       min_count: int = 50, classes: str = "NLRAV", tries: int = 4000) -> list:
+    """Records to hold out for validation so that every class has at least `min_count` beats
+    on both sides wherever the records allow it.
+
+    `counts` maps a record name to its beat counts per class.  Among `tries` seeded random
+    draws of ``round(fraction * len(counts))`` records, the first that covers the most
+    (class, side) pairs wins: no record is chosen by name, so the same rule serves any set of
+    MIT-BIH-format records.  Returns the names, sorted."""
+    names = sorted(counts)
+    if len(names) < 2:
+        return []
+    size = min(len(names) - 1, max(1, int(round(fraction * len(names)))))
+    table = np.array([[counts[r].get(c, 0) for c in classes] for r in names])
+    total = table.sum(0)
+    rng = np.random.default_rng(seed)
+    best, best_score = None, -1
+    for _ in range(tries):
+        pick = np.zeros(len(names), dtype=bool)
+        pick[rng.choice(len(names), size=size, replace=False)] = True
+        val = table[pick].sum(0)
+        score = int(((val >= min_count) & (total - val >= min_count)).sum())
+        if score > best_score:
+            best, best_score = pick, score
+    return [n for n, p in zip(names, best) if p]
 
 
 def split_records(names, seed: int = 0, fractions=(0.7, 0.1, 0.2)) -> dict:

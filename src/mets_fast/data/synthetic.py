@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .records import STANDARD_LEADS
+from .tasks import ZeroShotTask
 
 # Lead vectors in (left, inferior, anterior) coordinates: limb leads in the frontal plane at their
 # hexaxial angles, chest leads around the horizontal plane from V1 (right, anterior) to V6 (left).
@@ -104,10 +105,23 @@ _EXCLUSIVE = {frozenset(p) for p in (
 )}
 _SINUS = {"normal sinus rhythm", "sinus tachycardia", "sinus bradycardia", "sinus arrhythmia"}
 
-# Zero-shot tasks of the corpus: (label family, classes).
+# Zero-shot tasks of the corpus: rhythms by their PTB-XL descriptions; superclasses (which
+# scp_statements.csv does not describe) by the names PTB-XL's paper gives them and, as a prompt
+# ensemble, by the subclasses PTB-XL files under each (SUPERCLASS_DESCRIPTIONS).
+SUPERCLASS_DESCRIPTIONS = {
+    "NORM": ("normal ECG",),
+    "CD": ("conduction disturbance", "bundle branch block", "atrioventricular block"),
+    "MI": ("myocardial infarction", "anterior myocardial infarction",
+           "inferior myocardial infarction"),
+    "HYP": ("hypertrophy", "left ventricular hypertrophy", "right ventricular hypertrophy"),
+    "STTC": ("ST/T change", "non-specific ST changes", "ischemic ST-T changes"),
+}
 SYNTHETIC_TASKS = {
-    "synthetic_rhythm": ("rhythm", ("SR", "AFIB", "AFLT", "STACH", "SBRAD", "SARRH")),
-    "synthetic_superclass": ("superclass", ("NORM", "CD", "MI", "HYP", "STTC")),
+    "synthetic_rhythm": ZeroShotTask("rhythm", "rhythm", {
+        "SR": ("sinus rhythm",), "AFIB": ("atrial fibrillation",), "AFLT": ("atrial flutter",),
+        "STACH": ("sinus tachycardia",), "SBRAD": ("sinus bradycardia",),
+        "SARRH": ("sinus arrhythmia",)}),
+    "synthetic_superclass": ZeroShotTask("superclass", "diagnostic", SUPERCLASS_DESCRIPTIONS),
 }
 
 

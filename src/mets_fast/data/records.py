@@ -76,22 +76,32 @@ def read_record(path: str | os.PathLike, fs: float | None = None,
         mask = np.ones(len(names), dtype=bool)
         chosen = names
     else:
-        wanted = [standard_lead(n) for n in leads]
-        if len(set(wanted)) != len(wanted):
-            raise ValueError(f"leads repeat a name: {list(leads)}")
-        index = {n: i for i, n in enumerate(names)}
-        mask = np.array([n in index for n in wanted], dtype=bool)
-        picked = np.zeros((len(wanted), signal.shape[1]))
-        for k, n in enumerate(wanted):
-            if n in index:
-                picked[k] = signal[index[n]]
-        signal, chosen = picked, tuple(wanted)
+        signal, mask = select_leads(signal, names, leads)
+        chosen = tuple(standard_lead(n) for n in leads)
     if fs is not None and fs != source_fs:
         # a resampling filter would smear a NaN sample over its neighbours: fill short gaps
         signal = handle_nonfinite(signal, source_fs, "interpolate", name=f"record {base}")
         signal = resample(signal, source_fs, float(fs))
         source_fs = float(fs)
     return Record(signal.astype(np.float32), source_fs, chosen, mask, comments, base.name)
+
+
+def select_leads(signal: np.ndarray, names: Sequence[str], wanted: Sequence[str]) -> tuple:
+    """The rows of `signal` (``(..., leads, samples)``, leads named `names`) in the order of
+    `wanted`, both matched through :func:`standard_lead`.  Returns ``(selected, mask)``: leads
+    that `names` lacks come back as rows of zeros with ``mask`` False.
+
+    Raises ValueError when `wanted` repeats a lead."""
+    wanted = [standard_lead(n) for n in wanted]
+    if len(set(wanted)) != len(wanted):
+        raise ValueError(f"leads repeat a name: {list(wanted)}")
+    index = {standard_lead(n): i for i, n in enumerate(names)}
+    mask = np.array([n in index for n in wanted], dtype=bool)
+    picked = np.zeros(signal.shape[:-2] + (len(wanted), signal.shape[-1]), dtype=signal.dtype)
+    for k, n in enumerate(wanted):
+        if n in index:
+            picked[..., k, :] = signal[..., index[n], :]
+    return picked, mask
 
 
 def _read_with_wfdb(base: Path, header_file: Path) -> tuple:

@@ -50,6 +50,10 @@ except ImportError:  # built without a CUDA toolkit
 
 Scale = Union[Tensor, float]
 
+
+class NonFiniteError(ValueError):
+    """An input holds NaN or inf (a ValueError; a trainer can tell it from other bad input)."""
+
 __all__ = [
     "contrastive_loss",
     "infonce",
@@ -57,6 +61,9 @@ __all__ = [
     "ContrastiveLoss",
     "reference_contrastive_loss",
     "reference_infonce",
+    "distributed_contrastive_loss",
+    "gather_with_grad",
+    "NonFiniteError",
     "backends",
 ]
 
@@ -200,7 +207,12 @@ class ContrastiveLoss(nn.Module):
         return float(torch.exp(-self.log_scale.detach()))
 
     def forward(self, ecg_emb: Tensor, text_emb: Tensor) -> Tensor:
-        return contrastive_loss(ecg_emb, text_emb, self.logit_scale.to(ecg_emb.device))
+        """The loss of a batch; under ``torch.distributed`` (more than one process), the loss
+        of the global batch (:func:`distributed_contrastive_loss`)."""
+        scale = self.logit_scale.to(ecg_emb.device)
+        if _world_size() > 1:
+            return distributed_contrastive_loss(ecg_emb, text_emb, scale)
+        return contrastive_loss(ecg_emb, text_emb, scale)
 
     @torch.no_grad()
     def clamp_(self) -> "ContrastiveLoss":
@@ -210,6 +222,41 @@ class ContrastiveLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature:.4g}, max_logit_scale={self.max_logit_scale:g}"
+
+
+def gather_with_grad(x: Tensor) -> Tensor:
+    """The rows of every process's `x` (all the same shape), rank order, differentiable: the
+    gradient of each process's slice flows back to it (summed over the processes that used it,
+    as OpenCLIP's ``gather_features`` with ``gather_with_grad``)."""
+    import torch.distributed.nn.functional as dist_fn
+
+    return torch.cat(dist_fn.all_gather(x.contiguous()), dim=0)
+
+
+def distributed_contrastive_loss(ecg_emb: Tensor, text_emb: Tensor, logit_scale: Scale) -> Tensor:
+    """The symmetric InfoNCE of the global batch, computed by each process for its own rows.
+
+    Every process passes its local ``(b, D)`` pair (the same b everywhere); the embeddings are
+    all-gathered with gradients, and the process of rank r scores its rows against the global
+    columns with the rectangular :func:`infonce` (positives at ``r * b + i``), in both
+    directions.  Its value is this process's share of the global loss; averaged over the
+    processes (what DDP does to the gradients) it equals :func:`contrastive_loss` of the global
+    batch in one process, gradients included."""
+    import torch.distributed as dist
+
+    if ecg_emb.shape != text_emb.shape:
+        raise ValueError(f"ecg_emb and text_emb must have the same shape, got "
+                         f"{tuple(ecg_emb.shape)} and {tuple(text_emb.shape)}")
+    offset = dist.get_rank() * ecg_emb.shape[0]
+    all_ecg, all_text = gather_with_grad(ecg_emb), gather_with_grad(text_emb)
+    return (infonce(ecg_emb, all_text, logit_scale, offset=offset)
+            + infonce(text_emb, all_ecg, logit_scale, offset=offset)) / 2
+
+
+def _world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def backends() -> dict:
@@ -274,7 +321,7 @@ def _check_pair(a: Tensor, b: Tensor, names: tuple) -> tuple:
         for t, name in zip((a, b), names):
             bad = int((~torch.isfinite(t.detach())).sum())
             if bad:
-                raise ValueError(f"{name} holds {bad} non-finite value(s) (NaN or inf)")
+                raise NonFiniteError(f"{name} holds {bad} non-finite value(s) (NaN or inf)")
     return a.contiguous(), b.contiguous()
 
 

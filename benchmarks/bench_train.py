@@ -1,0 +1,176 @@
+"""Training step of ``python -m mets_fast.train`` against the two baselines of the trainer issue.
+
+At batch 32 and 256 on the CPU, side by side in one process (interleaved repeats, medians):
+
+- **ours**: the trainer's own step (``batch_inputs`` + ``train_step``): a batch read from the
+  memory-mapped store (float16 to float32), its reports' embeddings looked up in the table the
+  trainer computes once, ResNet1d-18 + projections, the fused loss, backward, Adam, clamp;
+- **naive**: the METS loop as peer code writes it: the same encoder and precision, but the
+  frozen language model runs on the batch's reports at every step (tokenised, padded to 256
+  tokens) and the loss is the eager PyTorch one;
+- **bare**: forward, backward and Adam step of the ECG encoder alone on a batch already in
+  memory (the floor: everything else ours does must cost under 15 % on top).
+
+Each in float32 and with bfloat16 autocast (``--amp``).  The full run then trains the default
+preset twice, with ``--amp`` and ``--no-amp``, and reports the ECGs/s and the zero-shot scores
+of each (``--quick`` leaves those out and measures batch 32 only).
+
+    python benchmarks/bench_train.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import median_times, table, write_results  # noqa: E402
+
+from mets_fast.data import ECGStore  # noqa: E402
+from mets_fast.data.prepared import DataSpec, prepared_store  # noqa: E402
+from mets_fast.data.preprocess import store_settings  # noqa: E402
+from mets_fast.loss import reference_contrastive_loss  # noqa: E402
+from mets_fast.model import METSModel  # noqa: E402
+from mets_fast.text import FrozenTextEncoder, pool  # noqa: E402
+from mets_fast.training.trainer import batch_inputs, train_step  # noqa: E402
+
+
+class Setup:
+    """The store, the report table and one model + optimizer per contender."""
+
+    def __init__(self, cache: Path):
+        self.store = ECGStore.open(prepared_store(DataSpec("synthetic", None), n=2000,
+                                                  cache_dir=cache, quiet=True))
+        reports = self.store.meta["report_clean"].to_numpy()
+        self.reports = reports
+        unique, self.index = np.unique(reports, return_inverse=True)
+        self.lm = FrozenTextEncoder(cache_dir=cache / "text")
+        self.table = torch.from_numpy(self.lm.encode(list(unique)))
+        self.rng = np.random.default_rng(0)
+
+    def model(self):
+        torch.manual_seed(0)
+        model = METSModel(self.lm.dim, 128, store_settings(self.store)).train()
+        return model, torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-3)
+
+    def ids(self, batch: int) -> np.ndarray:
+        return np.sort(self.rng.choice(len(self.store), size=batch, replace=False))
+
+
+def contenders(setup: Setup, batch: int, amp: bool) -> dict:
+    ours, ours_opt = setup.model()
+    naive, naive_opt = setup.model()
+    bare, bare_opt = setup.model()
+    tokenizer, lm = setup.lm.tokenizer, setup.lm.model
+    fixed_x = torch.from_numpy(setup.store.signals[setup.ids(batch)].astype(np.float32))
+
+    def run_ours():
+        x, t = batch_inputs(setup.store.signals, setup.table, setup.index, setup.ids(batch),
+                            torch.device("cpu"))
+        train_step(ours, ours, ours_opt, x, t, amp)
+
+    def run_naive():
+        ids = setup.ids(batch)
+        x = torch.from_numpy(setup.store.signals[ids].astype(np.float32))
+        texts = [setup.lm.template.format(r) for r in setup.reports[ids]]
+        tokens = tokenizer(texts, padding="max_length", truncation=True, max_length=256,
+                           return_tensors="pt")
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            with torch.no_grad():
+                hidden = lm(**tokens).last_hidden_state
+            text = pool(hidden.float(), tokens["attention_mask"], "mean")
+            e = naive.ecg_projection(naive.encoder(x)).float()
+            t = naive.text_projection(text).float()
+        loss = reference_contrastive_loss(e, t, naive.logit_scale)
+        naive_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        naive_opt.step()
+        naive.loss.clamp_()
+
+    def run_bare():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            features = bare.encoder(fixed_x)
+        loss = features.float().square().mean()
+        bare_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        bare_opt.step()
+
+    return {"ours": run_ours, "naive": run_naive, "bare": run_bare}
+
+
+def step_speed(setup: Setup, batches, repeats: dict) -> list:
+    rows = []
+    for amp in (False, True):
+        for batch in batches:
+            t = median_times(contenders(setup, batch, amp), repeats[batch])
+            row = {"batch": batch, "amp": amp, **t,
+                   "steps_per_s": {k: 1.0 / v["wall_s"] for k, v in t.items()},
+                   "vs_naive": t["naive"]["cpu_s"] / t["ours"]["cpu_s"],
+                   "over_bare": t["ours"]["cpu_s"] / t["bare"]["cpu_s"]}
+            rows.append(row)
+            print(f"  B={batch} amp={amp}: ours {t['ours']['wall_s'] * 1e3:.0f} ms, naive "
+                  f"{t['naive']['wall_s'] * 1e3:.0f} ms, bare {t['bare']['wall_s'] * 1e3:.0f} ms",
+                  flush=True)
+    return rows
+
+
+def default_runs(cache: Path) -> list:
+    """The default preset trained twice, with and without bfloat16 autocast."""
+    rows = []
+    for flag in ("--amp", "--no-amp"):
+        out = Path(tempfile.mkdtemp(prefix="bench_train-run-")) / "run"
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "mets_fast.train", flag, "--quiet", "--out",
+                        str(out)], check=True, env={**os.environ, "METS_FAST_CACHE": str(cache)})
+        seconds = time.perf_counter() - began
+        metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        last = metrics[-1]
+        rows.append({"amp": flag == "--amp", "wall_s": seconds, "epochs": last["epoch"],
+                     "ecgs_per_s": float(np.median([m["ecgs_per_s"] for m in metrics])),
+                     "final_loss": last["loss"], "zeroshot": last["zeroshot"]})
+        print(f"  default run {flag}: {seconds:.0f} s, {rows[-1]['ecgs_per_s']:.0f} ECG/s",
+              flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="batch 32 only, no default runs")
+    args = parser.parse_args()
+    cache = Path(os.environ.get("METS_FAST_CACHE") or tempfile.mkdtemp(prefix="bench_train-"))
+    setup = Setup(cache)
+    batches = (32,) if args.quick else (32, 256)
+    repeats = {32: 3, 256: 3} if args.quick else {32: 9, 256: 3}
+    print(f"training steps, {torch.get_num_threads()} threads:")
+    steps = step_speed(setup, batches, repeats)
+    runs = [] if args.quick else default_runs(cache)
+    print()
+    print(table(["batch", "amp", "ours steps/s", "naive steps/s", "bare steps/s",
+                 "ours vs naive", "ours / bare"],
+                [[r["batch"], r["amp"], r["steps_per_s"]["ours"], r["steps_per_s"]["naive"],
+                  r["steps_per_s"]["bare"], r["vs_naive"], r["over_bare"]] for r in steps]))
+    if runs:
+        print()
+        print(table(["default run", "wall s", "ECG/s", "final loss", "rhythm acc", "rhythm F1",
+                     "superclass acc", "superclass F1"],
+                    [["--amp" if r["amp"] else "--no-amp", r["wall_s"], r["ecgs_per_s"],
+                      r["final_loss"], r["zeroshot"]["synthetic_rhythm"]["accuracy"],
+                      r["zeroshot"]["synthetic_rhythm"]["f1"],
+                      r["zeroshot"]["synthetic_superclass"]["accuracy"],
+                      r["zeroshot"]["synthetic_superclass"]["f1"]] for r in runs]))
+    path = write_results("bench_train", {"threads": torch.get_num_threads(), "steps": steps,
+                                         "default_runs": runs}, args.quick)
+    print(f"\nwritten to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""The ``mets-fast`` command (also ``python -m mets_fast``): the package's commands as
+subcommands.
+
+    mets-fast prepare synthetic --n 10000 --out stores/synthetic
+    mets-fast train [--data ...]
+    mets-fast info                 # version and the kernels in use
+
+Each subcommand takes the arguments, and prints the ``--help``, of its module
+(``python -m mets_fast.prepare``, ``python -m mets_fast.train``, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib import import_module
+
+# subcommand -> (module with main(argv), one line of help)
+COMMANDS = {
+    "prepare": ("mets_fast.prepare", "ECGs and their reports into an ECG store"),
+    "train": ("mets_fast.train", "train a METS model (the synthetic default with no arguments)"),
+    "info": (None, "version and kernel back ends"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"mets-fast: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module, _ = COMMANDS[command]
+    if module is None:
+        from . import __version__
+        from .loss import backends
+
+        print(json.dumps({"version": __version__, "backends": backends()}, indent=2))
+        return 0
+    return import_module(module).main(rest)
+
+
+def _usage() -> str:
+    lines = ["usage: mets-fast COMMAND [ARGS ...]", "", "commands:"]
+    lines += [f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", "`mets-fast COMMAND --help` shows a command's arguments."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""Stores from ECG sources: the record sources (PTB-XL, MIT-BIH, any WFDB records, the
+synthetic corpus) and :func:`write_store`, which drains one into an :class:`ECGStore`.  The
+``prepare`` CLI and the trainer's cached stores both build through here."""
+
+from __future__ import annotations
+
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Iterable, NamedTuple, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .preprocess import Settings, fit_length, preprocess
+from .records import STANDARD_LEADS, read_record, select_leads
+from .store import StoreWriter
+
+BATCH = 256  # ECGs cleaned and written at a time
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources: each yields (signal (leads, samples) float32 at settings.fs, metadata dict) or
+# (None, {"id": ..., "skip": reason}).
+# ---------------------------------------------------------------------------------------------
+
+
+def _read_one(args) -> tuple:
+    """Worker: one WFDB record read, resampled and cut to length (runs in spawned processes,
+    which run no parallel Numba code)."""
+    path, fs, leads, samples = args
+    try:
+        record = read_record(path, fs=fs, leads=leads)
+        return fit_length(record.signal, samples), None
+    except (OSError, ValueError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _map_records(tasks: list, workers: int) -> Iterable:
+    if workers <= 1:
+        yield from map(_read_one, tasks)
+        return
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        yield from pool.map(_read_one, tasks, chunksize=16)
+
+
+def ptbxl_source(root: Path, meta: pd.DataFrame, settings: Settings, rate: int | None,
+                 workers: int):
+    """The records of `meta` (read_ptbxl's table of the data set at `root`)."""
+    rate = rate or (500 if settings.fs > 100 else 100)
+    column = {100: "filename_lr", 500: "filename_hr"}[rate]
+    tasks = [(str(root / f), settings.fs, settings.leads, settings.samples) for f in meta[column]]
+    keep = ["id", "patient", "report", "report_clean", "split", "source", "superclass",
+            "subclass", "form", "rhythm", "strat_fold"]
+    rows = meta[keep].to_dict("records")
+    for row, (signal, error) in zip(rows, _map_records(tasks, workers)):
+        yield (signal, row) if error is None else (None, {"id": row["id"], "skip": error})
+
+
+MITBIH_WINDOWS = ("beats", "consecutive")
+PER_SYMBOL = 300  # beat-centred windows kept per annotation symbol and record
+
+
+def mitbih_source(root: Path, settings: Settings, seed: int, step: float | None = None,
+                  windows: str = "beats", per_symbol: int = PER_SYMBOL):
+    """MIT-BIH-format records (a ``.hea``/``.dat``/``.atr`` triple each) under `root`, split by
+    record: validation records drawn (:func:`~mets_fast.data.mitbih.validation_records`) so
+    that every METS beat class has beats on both sides where the records allow; the rest
+    train (unseen patients are the test: there is no test split).
+
+    `windows`: ``"beats"`` (the default, what the trainer uses): a window of
+    ``settings.seconds`` centred on each beat, at most `per_symbol` beats of each annotation
+    symbol per record (seeded), reported by its centre beat and rhythm
+    (:func:`~mets_fast.data.mitbih.beat_report`), and labelled with its centre beat's METS
+    class (column ``beat``: a list of one class, or empty); ``"consecutive"``: back-to-back windows (every `step` seconds)
+    with reports of everything annotated in them (:func:`~mets_fast.data.mitbih.mitbih_windows`).
+    """
+    from .mitbih import (BEAT_SYMBOLS, METS_CLASSES, beat_labels, beat_report, beat_windows,
+                         mitbih_windows, read_mitbih, validation_records)
+
+    if windows not in MITBIH_WINDOWS:
+        raise ValueError(f"windows must be one of {MITBIH_WINDOWS}, got {windows!r}")
+    headers = mitbih_headers(root)
+    counts = {}
+    for h in headers:
+        classes = Counter()
+        for symbol, k in beat_symbols(h).items():
+            if symbol in METS_CLASSES:
+                classes[METS_CLASSES[symbol]] += k
+        counts[h.stem] = classes
+    held_out = set(validation_records(counts, seed=seed))
+    for header in headers:
+        name = header.stem
+        try:
+            rec = read_mitbih(header.with_suffix(""), fs=settings.fs)
+        except (OSError, ValueError) as exc:
+            yield None, {"id": f"mitbih-{name}", "skip": f"{type(exc).__name__}: {exc}"}
+            continue
+        base = {"patient": name, "split": "val" if name in held_out else "train",
+                "source": "mitbih"}
+        if windows == "beats":
+            cut = beat_windows(rec, settings.samples, symbols="".join(sorted(BEAT_SYMBOLS)),
+                               per_symbol=per_symbol, seed=seed)
+            signals = select_leads(cut.windows, rec.record.leads, settings.leads)[0]
+            for k, (centre, symbol, label) in enumerate(zip(cut.centres, cut.symbols,
+                                                             cut.labels)):
+                report = beat_report(rec, int(centre), symbol)
+                yield signals[k], {"id": f"mitbih-{name}-{int(centre)}", **base,
+                                   "report": report, "report_clean": report,
+                                   **beat_labels(rec, int(centre), symbol),
+                                   "beat": [label] if isinstance(label, str) else [],
+                                   "start": int(centre) - settings.samples // 2}
+        else:
+            cut, meta = mitbih_windows(rec, settings.seconds, step)
+            signals = select_leads(cut, rec.record.leads, settings.leads)[0]
+            for k, row in enumerate(meta.to_dict("records")):
+                yield signals[k], {"id": f"mitbih-{name}-{row['start']}", **base,
+                                   "report": row["report"], "report_clean": row["report"],
+                                   "superclass": row["superclass"],
+                                   "subclass": row["subclass"], "form": row["form"],
+                                   "rhythm": row["rhythm"], "start": row["start"]}
+
+
+def mitbih_headers(root: Path) -> list:
+    """The headers of the MIT-BIH-format records under `root` (those with annotations)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"MIT-BIH folder not found: {root}")
+    headers = [h for h in sorted(root.glob("*.hea")) if h.with_suffix(".atr").is_file()]
+    if not headers:
+        raise FileNotFoundError(f"{root} holds no MIT-BIH records (a .hea with its .atr)")
+    return headers
+
+
+def beat_symbols(header: Path) -> Counter:
+    """Beats per annotation symbol of a record, from its annotations alone."""
+    import wfdb
+
+    from .mitbih import BEAT_SYMBOLS
+
+    try:
+        symbols = wfdb.rdann(str(header.with_suffix("")), "atr").symbol
+    except Exception:  # the reader reports the bad record when it gets there
+        return Counter()
+    return Counter(s for s in symbols if s in BEAT_SYMBOLS)
+
+
+def wfdb_source(paths: list, settings: Settings, seed: int, workers: int):
+    tasks = [(str(p), settings.fs, settings.leads, settings.samples) for p in paths]
+    order = np.random.default_rng(seed).permutation(len(paths))
+    split = np.empty(len(paths), dtype=object)
+    cut1, cut2 = int(round(0.8 * len(paths))), int(round(0.9 * len(paths)))
+    split[order[:cut1]], split[order[cut1:cut2]], split[order[cut2:]] = "train", "val", "test"
+    for k, (signal, error) in enumerate(_map_records(tasks, workers)):
+        name = f"wfdb-{Path(paths[k]).stem}"
+        if error is not None:
+            yield None, {"id": name, "skip": error}
+            continue
+        yield signal, {"id": name, "report": "", "report_clean": "", "split": split[k],
+                       "source": "wfdb", "superclass": [], "subclass": [], "form": [],
+                       "rhythm": []}
+
+
+def write_store(out: Path, source: Iterable, n_max: int, settings: Settings,
+                overwrite: bool = False, quiet: bool = False, extra: dict | None = None) -> dict:
+    """Drains `source` into a store at `out`; returns the summary (written, skipped with
+    reasons, label counts)."""
+    from tqdm import tqdm
+
+    rows, skipped = [], []
+    with StoreWriter(out, n_max, settings.leads, settings.samples, settings.fs, settings.dtype,
+                     preprocessing={**settings.as_dict(), **(extra or {})},
+                     overwrite=overwrite) as writer:
+        batch, batch_rows = [], []
+
+        def flush():
+            if batch:
+                start = len(rows)
+                writer.signals[start:start + len(batch)] = preprocess(np.stack(batch), settings)
+                rows.extend(batch_rows)
+                batch.clear()
+                batch_rows.clear()
+
+        for signal, row in tqdm(source, total=n_max, disable=quiet, unit="ecg",
+                                desc=f"preparing {out.name}"):
+            if signal is None:
+                skipped.append(row)
+                continue
+            batch.append(signal)
+            batch_rows.append(row)
+            if len(batch) == BATCH:
+                flush()
+        flush()
+        if not rows:
+            detail = f"; the first error: {skipped[0]['skip']}" if skipped else ""
+            raise ValueError(f"no ECG could be prepared for {out} ({len(skipped)} skipped"
+                             f"{detail})")
+        writer.shrink(len(rows))
+        meta = pd.DataFrame(rows)
+        writer.set_meta(meta)
+    return summarize(meta, skipped)
+
+
+def summarize(meta: pd.DataFrame, skipped: list) -> dict:
+    summary = {"written": len(meta), "skipped": len(skipped),
+               "skip_reasons": Counter(s["skip"].split(":")[0] for s in skipped),
+               "skipped_ids": [s["id"] for s in skipped[:20]],
+               "first_error": skipped[0]["skip"] if skipped else None,
+               "splits": dict(Counter(meta["split"])) if len(meta) else {}}
+    for family in ("superclass", "rhythm", "form"):
+        if family in meta and len(meta):
+            summary[family] = dict(Counter(c for ls in meta[family] for c in ls).most_common())
+    return summary
+
+
+def count_windows(header: Path, settings: Settings, step: float | None) -> int:
+    """Windows a MIT-BIH record will give, from its header alone."""
+    import wfdb
+
+    try:
+        h = wfdb.rdheader(str(header.with_suffix("")))
+    except Exception:  # the reader reports the bad record when it gets there
+        return 0
+    n = int(round(h.sig_len * settings.fs / h.fs))
+    width = settings.samples
+    hop = int(round((step or settings.seconds) * settings.fs))
+    return max(0, (n - width) // hop + 1)
+
+
+
+
+class Source(NamedTuple):
+    """A record source ready for :func:`write_store`: the ``(signal, row)`` items, an upper
+    bound of their count, and what the store's manifest records about where they came from."""
+
+    items: Iterable
+    n_max: int
+    extra: dict
+
+
+SOURCES = ("synthetic", "ptbxl", "mitbih", "wfdb")
+
+
+def open_source(kind: str, settings: Settings, *, root: Path | None = None,
+                paths: Sequence | None = None, n: int = 10000, seed: int = 0,
+                workers: int = 1, rate: int | None = None, step: float | None = None,
+                windows: str = "beats") -> Source:
+    """The source of one kind (``"synthetic"``: `n` ECGs of the embedded corpus; ``"ptbxl"``
+    and ``"mitbih"``: the data set at `root`; ``"wfdb"``: the records at `paths`)."""
+    extra = {"source": kind, "seed": seed}
+    if kind == "synthetic":
+        from .synthetic import synthetic_corpus
+
+        signals, meta = synthetic_corpus(n, seed=seed, fs=settings.fs, seconds=settings.seconds)
+        index = [STANDARD_LEADS.index(x) for x in settings.leads]
+        items = ((signals[k, index], row) for k, row in enumerate(meta.to_dict("records")))
+        return Source(items, n, extra)
+    if kind == "ptbxl":
+        from .ptbxl import read_ptbxl
+
+        meta = read_ptbxl(root)
+        return Source(ptbxl_source(Path(root), meta, settings, rate, workers), len(meta), extra)
+    if kind == "mitbih":
+        from .mitbih import BEAT_SYMBOLS
+
+        headers = mitbih_headers(root)
+        if windows == "beats":
+            n_max = sum(min(k, PER_SYMBOL) for h in headers
+                        for s, k in beat_symbols(h).items() if s in BEAT_SYMBOLS)
+        else:  # one spare window per record: resampling may round a record's length up
+            n_max = sum(count_windows(h, settings, step) + 1 for h in headers)
+        extra["windows"] = windows
+        return Source(mitbih_source(Path(root), settings, seed, step, windows), n_max, extra)
+    if kind == "wfdb":
+        return Source(wfdb_source(list(paths), settings, seed, workers), len(paths), extra)
+    raise ValueError(f"unknown source {kind!r}; expected one of {SOURCES}")

@@ -1,0 +1,260 @@
+"""Run directories: the trained model, its configuration and the state to resume from, with no
+pickle anywhere (safetensors and JSON).
+
+A run directory holds::
+
+    config.json          format and version, the model's configuration (encoder, widths,
+                         embedding size, leads, sampling rate, samples, preprocessing, the text
+                         model's source, identity, pooling, template, maximum length)
+    model.safetensors    the weights of the last committed checkpoint (what :func:`load` reads)
+    args.json            the trainer's arguments
+    metrics.jsonl        one JSON object per epoch
+    curves.png           loss and zero-shot scores per epoch
+    checkpoints/epoch-NNNN/
+        model.safetensors, optimizer.safetensors, state.json (epoch, step, RNG and optimizer
+        settings, sizes and hashes of the two weight files)
+
+A checkpoint is written into a hidden temporary directory and renamed into place, so one that
+exists is complete; ``model.safetensors`` beside ``config.json`` is then replaced by a link to
+its weights (one atomic rename).  Temporary names never end in ``.safetensors``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .mets import METSModel
+from .resnet1d import ResNet1d
+
+FORMAT = "mets_fast.run"
+VERSION = 1
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+CHECKPOINTS = "checkpoints"
+_EPOCH_DIR = re.compile(r"^epoch-(\d{4,})$")
+
+
+# ------------------------------------------------------------------------------------- writing
+
+
+def write_json(path: Path, value, *, indent: int | None = 2) -> None:
+    """`value` as JSON at `path`, written to a temporary name and renamed (never half)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(value, indent=indent) + "\n")
+    os.replace(tmp, path)
+
+
+def write_config(run_dir: Path, model: METSModel) -> dict:
+    """Writes ``config.json`` for `model` and returns it."""
+    from .. import __version__
+
+    config = {"format": FORMAT, "version": VERSION, "mets_fast": __version__,
+              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "leads": list(model.settings.leads), "fs": model.settings.fs,
+              "samples": model.settings.samples, "model": model.config}
+    write_json(Path(run_dir) / CONFIG, config)
+    return config
+
+
+def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    epoch: int, step: int, extra: dict | None = None) -> Path:
+    """Commits the checkpoint of the end of `epoch` (1-based) at global `step`: the weights,
+    the optimizer's state and the RNG state, as one unit; older checkpoints are removed after
+    it is in place.  Returns its directory."""
+    run_dir = Path(run_dir)
+    parent = run_dir / CHECKPOINTS
+    parent.mkdir(parents=True, exist_ok=True)
+    final = parent / f"epoch-{epoch:04d}"
+    tmp = parent / f".epoch-{epoch:04d}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file(_contiguous(model.state_dict()), tmp / WEIGHTS)
+    tensors, settings = _split_optimizer(optimizer.state_dict())
+    tensors["rng.torch"] = torch.get_rng_state()
+    save_file(tensors, tmp / "optimizer.safetensors")
+    state = {"epoch": int(epoch), "step": int(step), "optimizer": settings,
+             "extra": extra or {},
+             "files": {name: _describe(tmp / name) for name in (WEIGHTS, "optimizer.safetensors")}}
+    (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+    _fsync_tree(tmp)
+    if final.exists():  # a checkpoint of this epoch from a run that died after committing it
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    _publish_weights(final / WEIGHTS, run_dir / WEIGHTS)
+    for old in committed_checkpoints(run_dir)[:-1]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _publish_weights(source: Path, target: Path) -> None:
+    tmp = target.with_name(f".{target.stem}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:  # a file system without hard links
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+# ------------------------------------------------------------------------------------- reading
+
+
+def committed_checkpoints(run_dir: Path) -> list:
+    """The committed checkpoint directories of a run, oldest first."""
+    parent = Path(run_dir) / CHECKPOINTS
+    if not parent.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in parent.iterdir()
+             if (m := _EPOCH_DIR.match(p.name)) and (p / "state.json").is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def restore_checkpoint(path: Path, model: torch.nn.Module,
+                       optimizer: torch.optim.Optimizer | None = None) -> dict:
+    """Loads a committed checkpoint into `model` (and `optimizer`), restores the RNG state and
+    returns its ``state.json`` (``epoch``, ``step``, ``extra``)."""
+    path = Path(path)
+    state = json.loads((path / "state.json").read_text())
+    for name, described in state["files"].items():
+        if _describe(path / name) != described:
+            raise ValueError(f"checkpoint {path} is damaged: {name} does not match the size and "
+                             f"hash its state.json recorded")
+    model.load_state_dict(load_file(path / WEIGHTS))
+    tensors = load_file(path / "optimizer.safetensors")
+    torch.set_rng_state(tensors.pop("rng.torch"))
+    if optimizer is not None:
+        optimizer.load_state_dict(_join_optimizer(tensors, state["optimizer"]))
+    return state
+
+
+def read_config(run_dir: str | os.PathLike) -> dict:
+    """A run directory's ``config.json``, checked: the directory is a run, of a format version
+    this mets_fast reads."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory not found: {run_dir}")
+    path = run_dir / CONFIG
+    if not path.is_file():
+        raise ValueError(f"{run_dir} is not a mets_fast run directory (no {CONFIG}; a run is "
+                         f"what `python -m mets_fast.train --out DIR` writes)")
+    try:
+        config = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ValueError(f"{run_dir} is not a mets_fast run directory ({CONFIG} has format "
+                         f"{config.get('format') if isinstance(config, dict) else None!r})")
+    version = config.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"{path} has no integer format version (got {version!r})")
+    if version > VERSION:
+        raise ValueError(f"{run_dir} was written by a newer mets_fast (run format version "
+                         f"{version}; this one reads up to {VERSION}): upgrade mets_fast")
+    return config
+
+
+def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> METSModel:
+    """The trained model of a run directory, in eval mode on `device`.
+
+    Rebuilt from ``config.json`` and ``model.safetensors`` with no pickle.  Refuses (ValueError
+    naming which) a directory that is not a run, a newer format version, a run with no weights
+    yet, or a truncated or damaged weights file."""
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    model = METSModel.from_config(config["model"])
+    model.load_state_dict(_read_weights(run_dir / WEIGHTS))
+    return model.to(device).eval()
+
+
+def load_encoder(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> ResNet1d:
+    """Only the pre-trained ECG encoder of a run (:class:`ResNet1d`, ``(N, leads, samples) ->
+    (N, 512)``), in train mode, for a model with another head::
+
+        encoder = mets_fast.load_encoder("runs/mine")
+        classifier = torch.nn.Sequential(encoder, torch.nn.Linear(encoder.out_features, 5))
+
+    Its input must be made as the run's data were (``mets_fast.load(run).preprocess``)."""
+    model = load(run_dir)
+    return model.encoder.to(device).train()
+
+
+def run_identity(run_dir: str | os.PathLike) -> str:
+    """The SHA-256 of a run's weights: names the exact model an index was built with."""
+    return _describe(Path(run_dir) / WEIGHTS)["sha256"]
+
+
+def _read_weights(path: Path) -> dict:
+    if not path.is_file():
+        raise ValueError(f"{path.parent} holds no {WEIGHTS} yet (no epoch of the run finished)")
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            header_len = int.from_bytes(f.read(8), "little")
+            if size < 8 + header_len:
+                raise ValueError("header cut")
+            header = json.loads(f.read(header_len))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"),
+                  default=0)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is truncated or not a safetensors file ({exc})") from exc
+    if size < 8 + header_len + end:
+        raise ValueError(f"{path} is truncated: {size} bytes, its header needs "
+                         f"{8 + header_len + end}")
+    return load_file(path)
+
+
+# --------------------------------------------------------------------------------- internals
+
+
+def _contiguous(tensors: dict) -> dict:
+    return {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+
+
+def _split_optimizer(state_dict: dict) -> tuple:
+    """An optimizer's ``state_dict`` as (tensors for safetensors, the rest for JSON)."""
+    tensors, plain = {}, {}
+    for index, entry in state_dict["state"].items():
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{index}.{name}"] = value.detach().contiguous().cpu()
+            else:
+                plain.setdefault(str(index), {})[name] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "plain": plain}
+
+
+def _join_optimizer(tensors: dict, settings: dict) -> dict:
+    state: dict = {}
+    for key, value in tensors.items():
+        _, index, name = key.split(".", 2)
+        state.setdefault(int(index), {})[name] = value
+    for index, entry in settings["plain"].items():
+        state.setdefault(int(index), {}).update(entry)
+    return {"state": state, "param_groups": settings["param_groups"]}
+
+
+def _describe(path: Path) -> dict:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return {"size": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _fsync_tree(path: Path) -> None:
+    for f in path.iterdir():
+        with open(f, "rb") as handle:
+            os.fsync(handle.fileno())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,187 @@
+"""The METS model: a trainable ECG encoder and two linear projections into one shared space,
+aligned by the fused contrastive loss against a frozen language model's report embeddings."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data.preprocess import Settings, prepare_recording
+from ..data.records import STANDARD_LEADS
+from ..loss import ContrastiveLoss
+from .resnet1d import ResNet1d
+
+DEFAULT_SETTINGS = Settings(fs=100.0, seconds=10.0, leads=STANDARD_LEADS, clean=True,
+                            powerline=50.0, normalize="lead", dtype="float16")
+
+
+class METSModel(nn.Module):
+    """ResNet1d-18 ECG encoder + linear projection, a linear projection over frozen text
+    embeddings, and the :class:`~mets_fast.loss.ContrastiveLoss` that owns the logit scale.
+
+    Args:
+        text_dim: width of the language model's embeddings (384 for all-MiniLM-L6-v2, 768 for
+            Bio_ClinicalBERT): the input of the text projection.
+        embed_dim: the shared space (128 in METS).
+        settings: the preprocessing the training store was made with; :meth:`preprocess`
+            repeats it, and the encoder takes ``len(settings.leads)`` leads.
+        encoder: keyword arguments of :class:`~mets_fast.model.resnet1d.ResNet1d` besides the
+            lead count (kernel sizes, widths).
+        text: how the frozen text side was made: ``model`` (what was passed to
+            :class:`~mets_fast.text.FrozenTextEncoder`), ``identity`` (its files' hash),
+            ``pooling``, ``template``, ``max_length``, ``dtype``.  :meth:`text_encoder` rebuilds
+            it from these.
+        init_temperature: the loss's initial temperature (0.07: scale 1/0.07).
+    """
+
+    def __init__(self, text_dim: int, embed_dim: int = 128, settings: Settings = DEFAULT_SETTINGS,
+                 encoder: dict | None = None, text: dict | None = None,
+                 init_temperature: float = 0.07):
+        super().__init__()
+        if not isinstance(text_dim, int) or text_dim < 1:
+            raise ValueError(f"text_dim must be a positive integer, got {text_dim!r}")
+        if not isinstance(embed_dim, int) or embed_dim < 1:
+            raise ValueError(f"embed_dim must be a positive integer, got {embed_dim!r}")
+        self.settings = settings
+        self.text = dict(text or {})
+        self.encoder = ResNet1d(len(settings.leads), **(encoder or {}))
+        self.ecg_projection = nn.Linear(self.encoder.out_features, embed_dim)
+        self.text_projection = nn.Linear(text_dim, embed_dim)
+        self.loss = ContrastiveLoss(init_temperature)
+        self.embed_dim, self.text_dim = embed_dim, text_dim
+        self._init_temperature = float(init_temperature)
+        self._text_encoder = None
+
+    # --------------------------------------------------------------------------------- config
+
+    @property
+    def config(self) -> dict:
+        """Everything :meth:`from_config` needs to rebuild this model (JSON-serialisable)."""
+        encoder = {k: v for k, v in self.encoder.config.items() if k != "leads"}
+        return {"encoder": "resnet1d", "encoder_config": encoder, "embed_dim": self.embed_dim,
+                "text_dim": self.text_dim, "init_temperature": self._init_temperature,
+                "preprocessing": self.settings.as_dict(), "text": self.text}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "METSModel":
+        if config.get("encoder") != "resnet1d":
+            raise ValueError(f"unknown encoder {config.get('encoder')!r} (this mets_fast builds "
+                             f"'resnet1d')")
+        return cls(int(config["text_dim"]), int(config["embed_dim"]),
+                   Settings.from_dict(config["preprocessing"]), config["encoder_config"],
+                   config.get("text"), float(config.get("init_temperature", 0.07)))
+
+    # ------------------------------------------------------------------------------- encoding
+
+    @property
+    def logit_scale(self) -> Tensor:
+        """The multiplier 1 / temperature (the loss module's; used for zero-shot too)."""
+        return self.loss.logit_scale
+
+    @property
+    def device(self) -> torch.device:
+        return self.text_projection.weight.device
+
+    def ecg_features(self, ecg: Tensor | np.ndarray) -> Tensor:
+        """The encoder's pooled features ``(N, 512)`` of preprocessed ECGs ``(N, leads,
+        samples)`` (a NumPy array is moved to the model's device): what a linear probe reads."""
+        if isinstance(ecg, np.ndarray):
+            ecg = torch.from_numpy(np.ascontiguousarray(ecg, dtype=np.float32))
+        return self.encoder(ecg.to(self.device))
+
+    def encode_ecg(self, ecg: Tensor | np.ndarray) -> Tensor:
+        """L2-normalised embeddings ``(N, embed_dim)`` of preprocessed ECGs."""
+        return F.normalize(self.ecg_projection(self.ecg_features(ecg)).float(), dim=-1)
+
+    @torch.no_grad()
+    def embed_ecgs(self, ecgs, batch_size: int = 256, amp: bool = False) -> Tensor:
+        """:meth:`encode_ecg` over many preprocessed ECGs ``(N, leads, samples)`` in eval mode
+        (the previous mode is restored), `batch_size` at a time: any array that slices (a
+        store's float16 memory map included) or a tensor.  ``amp``: bfloat16 autocast."""
+        shape = tuple(getattr(ecgs, "shape", ()))
+        expected = (len(self.settings.leads), self.settings.samples)
+        if len(shape) != 3 or shape[1:] != expected:
+            raise ValueError(f"ECGs must be (N, {expected[0]}, {expected[1]}) as "
+                             f"model.preprocess makes them, got shape {shape}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        training = self.training
+        self.eval()
+        out = []
+        try:
+            for start in range(0, shape[0], batch_size):
+                chunk = ecgs[start:start + batch_size]
+                if not isinstance(chunk, Tensor):
+                    chunk = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32))
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+                    out.append(self.encode_ecg(chunk.float()))
+        finally:
+            self.train(training)
+        if not out:
+            return torch.empty((0, self.embed_dim), device=self.device)
+        return torch.cat(out)
+
+    def encode_text_embeddings(self, text_emb: Tensor | np.ndarray) -> Tensor:
+        """L2-normalised embeddings ``(N, embed_dim)`` of frozen language-model embeddings
+        ``(N, text_dim)``."""
+        if isinstance(text_emb, np.ndarray):
+            text_emb = torch.from_numpy(np.ascontiguousarray(text_emb, dtype=np.float32))
+        return F.normalize(self.text_projection(text_emb.to(self.device)).float(), dim=-1)
+
+    def forward(self, ecg: Tensor, text_emb: Tensor) -> Tensor:
+        """The METS loss of a batch: ECGs ``(B, leads, samples)`` against their reports'
+        frozen embeddings ``(B, text_dim)`` (the fused kernel normalises both sides)."""
+        x = self.ecg_projection(self.encoder(ecg)).float()
+        y = self.text_projection(text_emb).float()
+        return self.loss(x, y)
+
+    def text_encoder(self):
+        """The frozen language model this model was trained against, rebuilt from
+        :attr:`text` (loaded once, then reused; its embeddings are cached on disk)."""
+        if self._text_encoder is None:
+            from ..text import REPORT_TEMPLATE, FrozenTextEncoder
+
+            if "model" not in self.text:
+                raise ValueError("this model records no text encoder (its config has no 'text' "
+                                 "model); encode texts with FrozenTextEncoder yourself")
+            encoder = FrozenTextEncoder(
+                model=self.text["model"], pooling=self.text.get("pooling", "mean"),
+                max_length=int(self.text.get("max_length", 256)),
+                template=self.text.get("template", REPORT_TEMPLATE),
+                dtype=self.text.get("dtype", "float32"))
+            expected = self.text.get("identity")
+            if expected and encoder.identity != expected:
+                raise ValueError(
+                    f"the language model {self.text['model']!r} found here (files "
+                    f"{encoder.identity[:12]}) is not the one this model was trained with "
+                    f"({expected[:12]}): its embeddings would not match the trained projection")
+            if encoder.dim != self.text_dim:
+                raise ValueError(f"the language model embeds {encoder.dim}-d vectors; this "
+                                 f"model's text projection takes {self.text_dim}")
+            self._text_encoder = encoder
+        return self._text_encoder
+
+    def encode_texts(self, texts: Sequence[str], template: str | None = None) -> Tensor:
+        """L2-normalised embeddings of texts through the frozen language model (its cache)
+        and the text projection.  `template` as in
+        :meth:`~mets_fast.text.FrozenTextEncoder.encode` (``"{}"``: texts as they are, as
+        zero-shot class prompts are embedded); the default is the report template."""
+        return self.encode_text_embeddings(self.text_encoder().encode(texts, template=template))
+
+    # ---------------------------------------------------------------------------- preprocess
+
+    def preprocess(self, signal: np.ndarray, fs: float, leads: Sequence[str], *,
+                   windows: bool = False) -> np.ndarray:
+        """Any recording (any rate, lead names and order, length) as this model's input,
+        made exactly as its training data was: resampled, leads reordered (missing ones zero,
+        with one warning naming them), cropped or padded, cleaned and normalised.
+
+        `signal` is ``(leads, samples)`` or a batch ``(n, leads, samples)`` in mV; returns
+        float32 ``(leads, samples)`` (``(n, leads, samples)`` for a batch, or for the
+        consecutive windows of one recording with ``windows=True``).
+        See :func:`mets_fast.data.preprocess.prepare_recording`."""
+        return prepare_recording(signal, fs, leads, self.settings, windows=windows)

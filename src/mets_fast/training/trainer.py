@@ -1,0 +1,361 @@
+"""The METS training loop: ECGs from the memory-mapped store against their reports' frozen
+embeddings (computed once, before the first step), the fused loss, a checkpoint and a zero-shot
+evaluation after every epoch, bit-for-bit resumable, one process or many."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from ..data.prepared import parse_data, prepared_store
+from ..data.preprocess import store_settings
+from ..data.store import ECGStore
+from ..model import checkpoint
+from ..loss import NonFiniteError
+from ..model.mets import METSModel
+from . import distributed
+from .curves import plot_curves
+from .presets import preset_for
+from .schedule import learning_rate
+
+
+class TrainConfig(NamedTuple):
+    """Every setting of a run (``args.json``), presets resolved."""
+
+    data: str
+    preset: str
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    embed_dim: int
+    schedule: str
+    warmup: float
+    amp: bool
+    corpus_size: int
+    lm: str
+    device: str
+    threads: int | None
+    seed: int
+    out: str
+    resume: bool
+    quiet: bool
+
+
+# Settings a resumed run must share with the run it continues (the others, output and
+# verbosity, do not change the result; threads and device may change its last bits).
+RESULT_KEYS = ("data", "preset", "epochs", "batch_size", "lr", "weight_decay", "embed_dim",
+               "schedule", "warmup", "amp", "corpus_size", "lm", "seed")
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (a non-finite loss); the message says where and why."""
+
+
+def resolve(data: str = "synthetic", preset: str = "default", **overrides) -> TrainConfig:
+    """A full configuration: the preset's values for the data's kind, then `overrides` (None
+    values ignored)."""
+    kind = parse_data(data).kind
+    values = preset_for(preset, kind)._asdict()
+    values.update({k: v for k, v in overrides.items() if v is not None and k in values})
+    rest = {"lm": "default", "device": "cpu", "threads": None, "seed": 0, "out": None,
+            "resume": False, "quiet": False}
+    rest.update({k: v for k, v in overrides.items() if k in rest and v is not None})
+    if rest["out"] is None:
+        rest["out"] = str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    config = TrainConfig(data=data, preset=preset, **values, **rest)
+    _check(config)
+    return config
+
+
+def _check(c: TrainConfig) -> None:
+    for name in ("epochs", "batch_size", "embed_dim", "corpus_size"):
+        value = getattr(c, name)
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got "
+                             f"{value!r}")
+    for name in ("lr", "weight_decay", "warmup"):
+        value = getattr(c, name)
+        if not np.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number "
+                             f"{'> 0' if name == 'lr' else '>= 0'}, got {value!r}")
+    if c.warmup >= 1:
+        raise ValueError(f"warmup is a fraction of the steps, below 1; got {c.warmup}")
+    if c.threads is not None and c.threads < 1:
+        raise ValueError(f"--threads must be a positive integer, got {c.threads}")
+
+
+def fit(config: TrainConfig, stop_after: int | None = None) -> Path:
+    """Trains as `config` says; returns the run directory.  With several processes
+    (``torchrun``), rank 0 prepares the data and the text cache first, and writes the run.
+
+    `stop_after`: leave after that epoch's checkpoint, as an interrupted run would (the
+    schedule is still the whole run's; ``resume=True`` continues it), e.g. for jobs sliced
+    into time-limited pieces."""
+    world = distributed.setup(config.device)
+    try:
+        return _Run(config, world).train(stop_after)
+    finally:
+        distributed.teardown()
+
+
+class _Run:
+    def __init__(self, config: TrainConfig, world: distributed.World):
+        self.c, self.world = config, world
+        self.out = Path(config.out)
+        spec = parse_data(config.data)
+        self.resuming = self._check_out(config.resume)
+        if config.batch_size % world.size:
+            raise ValueError(f"--batch-size {config.batch_size} (the global batch) must divide "
+                             f"evenly over {world.size} processes")
+        _set_threads(config.threads, world)
+        if world.main:
+            path = prepared_store(spec, n=config.corpus_size, quiet=config.quiet)
+        distributed.barrier(world)
+        if not world.main:
+            path = prepared_store(spec, n=config.corpus_size, quiet=True)
+        self.store = ECGStore.open(path)
+        self.train_rows = self._train_rows()
+        self.text_table, self.report_index = self._embed_reports()
+        self.settings = store_settings(self.store)
+
+    # ------------------------------------------------------------------------------ set-up
+
+    def _check_out(self, resume: bool) -> bool:
+        if resume:
+            if not checkpoint.committed_checkpoints(self.out):
+                raise ValueError(f"--resume: {self.out} holds no committed checkpoint to "
+                                 f"continue from")
+            saved = json.loads((self.out / "args.json").read_text())
+            changed = [f"--{k.replace('_', '-')} {saved.get(k)!r} -> {getattr(self.c, k)!r}"
+                       for k in RESULT_KEYS if saved.get(k) != getattr(self.c, k)]
+            if changed:
+                raise ValueError("--resume: these arguments differ from the run being resumed "
+                                 "and would change its result: " + "; ".join(changed))
+            return True
+        if self.out.exists():
+            raise ValueError(f"--out {self.out} exists; pass --resume to continue that run, or "
+                             f"choose another directory (runs are never overwritten)")
+        return False
+
+    def _train_rows(self) -> np.ndarray:
+        meta = self.store.meta
+        if "report_clean" not in meta or not meta["report_clean"].astype(str).str.strip().any():
+            raise ValueError(f"the store {self.store.path} holds no reports: METS trains ECGs "
+                             f"against their reports")
+        rows = self.store.split("train")
+        if not len(rows):
+            raise ValueError(f"the store {self.store.path} has no train split")
+        reported = meta["report_clean"].iloc[rows].astype(str).str.strip().to_numpy() != ""
+        rows = rows[reported]
+        if len(rows) < self.c.batch_size:
+            raise ValueError(f"the train split holds {len(rows)} ECGs with reports, fewer than "
+                             f"one batch of {self.c.batch_size}")
+        return rows
+
+    def _embed_reports(self) -> tuple:
+        """Each distinct report embedded once (rank 0 fills the cache, the others read it)."""
+        from ..text import FrozenTextEncoder
+
+        reports = self.store.meta["report_clean"].astype(str).to_numpy()
+        unique, index = np.unique(reports, return_inverse=True)
+        table = None
+        for turn in (True, False):
+            if self.world.main == turn:
+                self.encoder = FrozenTextEncoder(model=self.c.lm, device=str(self.world.device))
+                table = self.encoder.encode(list(unique))
+            distributed.barrier(self.world)
+        return torch.from_numpy(table).to(self.world.device), index
+
+    def _model(self) -> METSModel:
+        torch.manual_seed(self.c.seed)
+        e = self.encoder
+        text = {"model": self.c.lm, "source": e.source, "identity": e.identity,
+                "pooling": e.pooling, "template": e.template, "max_length": e.max_length,
+                "dtype": e.dtype}
+        model = METSModel(e.dim, self.c.embed_dim, self.settings, text=text)
+        model._text_encoder = e  # the trainer's own: no second copy of the language model
+        return model.to(self.world.device)
+
+    # ------------------------------------------------------------------------------ training
+
+    def train(self, stop_after: int | None = None) -> Path:
+        from ..zeroshot import evaluate_sets, evaluation_sets
+
+        c, world = self.c, self.world
+        model = self._model()
+        optimizer = torch.optim.Adam(_param_groups(model, c.weight_decay), lr=c.lr)
+        steps_per_epoch = len(self.train_rows) // c.batch_size
+        total = steps_per_epoch * c.epochs
+        start, step, metrics = 0, 0, []
+        if self.resuming:
+            state = checkpoint.restore_checkpoint(checkpoint.committed_checkpoints(self.out)[-1],
+                                                  model, optimizer)
+            start, step = state["epoch"], state["step"]
+            metrics = _read_metrics(self.out / "metrics.jsonl", start)
+        elif world.main:
+            self.out.mkdir(parents=True)
+            checkpoint.write_config(self.out, model)
+            checkpoint.write_json(self.out / "args.json", c._asdict())
+        sets = evaluation_sets(self.store.meta, split="val")
+        wrapped = model if world.size == 1 else torch.nn.parallel.DistributedDataParallel(model)
+        local = c.batch_size // world.size
+        signals = self.store.signals
+        for epoch in range(start + 1, c.epochs + 1):
+            order = self.train_rows[np.random.default_rng([c.seed, epoch]).permutation(
+                len(self.train_rows))]
+            began, total_loss = time.perf_counter(), 0.0
+            bar = _progress(steps_per_epoch, epoch, c.epochs, quiet=c.quiet or not world.main)
+            model.train()
+            for b in range(steps_per_epoch):
+                batch = order[b * c.batch_size:(b + 1) * c.batch_size]
+                ids = np.sort(batch[world.rank * local:(world.rank + 1) * local])
+                lr = learning_rate(step, total, c.lr, c.schedule, c.warmup)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                x, t = batch_inputs(signals, self.text_table, self.report_index, ids,
+                                    world.device)
+                value = train_step(wrapped, model, optimizer, x, t, c.amp, world)
+                if not np.isfinite(value):
+                    names = self.store.meta["id"].iloc[ids].tolist()
+                    raise TrainingError(
+                        f"the loss is not finite ({value}) at step {step + 1} (epoch {epoch}, "
+                        f"batch {b + 1}); "
+                        f"the batch's ECG ids: {names[:16]}{' ...' if len(names) > 16 else ''}. "
+                        f"The last good checkpoint stays in {self.out}/checkpoints")
+                step += 1
+                total_loss += value
+                if bar is not None:
+                    rate = (b + 1) * c.batch_size / (time.perf_counter() - began)
+                    scale = float(model.logit_scale.detach())
+                    bar.set_postfix(loss=f"{value:.3f}", scale=f"{scale:.1f}",
+                                    ecg_s=f"{rate:.0f}", refresh=False)
+                    bar.update()
+            train_seconds = time.perf_counter() - began
+            if bar is not None:
+                bar.close()
+            epoch_loss = distributed.mean(total_loss / steps_per_epoch, world)
+            if world.main:
+                scores = evaluate_sets(model, signals, sets, amp=c.amp)
+                checkpoint.save_checkpoint(self.out, model, optimizer, epoch, step)
+                metrics.append({
+                    "epoch": epoch, "loss": epoch_loss, "logit_scale": float(model.logit_scale.detach()),
+                    "ecgs_per_s": steps_per_epoch * c.batch_size / train_seconds,
+                    "seconds": time.perf_counter() - began,
+                    "zeroshot": {t: {k: v for k, v in s.items() if k != "confusion"}
+                                 for t, s in scores.items()}})
+                _write_metrics(self.out / "metrics.jsonl", metrics)
+                plot_curves(metrics, self.out / "curves.png")
+                if not c.quiet:
+                    _print_epoch(metrics[-1])
+            distributed.barrier(world)
+            if stop_after is not None and epoch >= stop_after:
+                return self.out
+        if world.main and not c.quiet:
+            _print_final(metrics, self.out)
+        return self.out
+
+
+# ------------------------------------------------------------------------------ one step
+
+
+def batch_inputs(signals, text_table: torch.Tensor, report_index: np.ndarray, ids: np.ndarray,
+                 device: torch.device) -> tuple:
+    """A batch as the model takes it: the ECGs of store positions `ids` (float16 memory map
+    to float32) and their reports' frozen embeddings (rows of the table)."""
+    x = torch.from_numpy(signals[ids].astype(np.float32)).to(device)
+    return x, text_table[torch.from_numpy(report_index[ids]).to(text_table.device)]
+
+
+def train_step(wrapped: torch.nn.Module, model: METSModel, optimizer: torch.optim.Optimizer,
+               x: torch.Tensor, t: torch.Tensor, amp: bool,
+               world: distributed.World | None = None) -> float:
+    """One optimiser step on a batch; returns its loss.  A non-finite loss takes no step (the
+    caller stops the run); with several processes, none steps when any one's loss is
+    non-finite, so that they stop together."""
+    try:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = wrapped(x, t)
+        value = float(loss.detach())
+    except NonFiniteError:  # the embeddings themselves are already NaN or inf
+        return float("nan")
+    if world is not None and world.size > 1 and not np.isfinite(distributed.mean(value, world)):
+        return float("nan")
+    if not np.isfinite(value):
+        return value
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    model.loss.clamp_()
+    return value
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+def _param_groups(model: METSModel, weight_decay: float) -> list:
+    """Weight decay on the weight matrices only: not on biases, batch-norm gains and the logit
+    scale (as OpenCLIP excludes them)."""
+    decay, plain = [], []
+    for name, p in model.named_parameters():
+        (plain if p.ndim < 2 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": plain, "weight_decay": 0.0}]
+
+
+def _set_threads(threads: int | None, world: distributed.World) -> None:
+    import os
+
+    import numba
+
+    if threads is None:
+        threads = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    torch.set_num_threads(threads)
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+
+
+def _progress(total: int, epoch: int, epochs: int, quiet: bool):
+    if quiet:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="step", leave=False)
+
+
+def _read_metrics(path: Path, last_epoch: int) -> list:
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["epoch"] <= last_epoch]
+
+
+def _write_metrics(path: Path, metrics: list) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    tmp.replace(path)
+
+
+def _print_epoch(m: dict) -> None:
+    scores = "  ".join(f"{t} acc {s['accuracy']:.3f} f1 {s['f1']:.3f}"
+                       for t, s in m["zeroshot"].items())
+    print(f"epoch {m['epoch']}: loss {m['loss']:.4f}  scale {m['logit_scale']:.1f}  "
+          f"{m['ecgs_per_s']:.0f} ECG/s  {m['seconds']:.0f} s  {scores}", flush=True)
+
+
+def _print_final(metrics: list, out: Path) -> None:
+    if not metrics:
+        return
+    last = metrics[-1]
+    print(f"\nzero-shot on the validation split after epoch {last['epoch']} (macro averages):")
+    print("| task | accuracy | precision | recall | F1 | AUROC | n |")
+    print("|---|---|---|---|---|---|---|")
+    for task, s in last["zeroshot"].items():
+        print(f"| {task} | {s['accuracy']:.3f} | {s['precision']:.3f} | {s['recall']:.3f} | "
+              f"{s['f1']:.3f} | {s['auroc']:.3f} | {s['n']} |")
+    print(f"\nrun written to {out} (model.safetensors, config.json, metrics.jsonl, curves.png); "
+          f"load it with mets_fast.load({str(out)!r})")

@@ -1,0 +1,215 @@
+"""``python -m mets_fast.train``: a short run end to end, bit-for-bit resume, the refusals, the
+distributed loss against one process, and a two-process run."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import mets_fast
+from mets_fast.data import StoreWriter
+from mets_fast.data.prepared import parse_data
+from mets_fast.model import checkpoint
+from mets_fast.train import build_parser
+from mets_fast.train import main as train_main
+from mets_fast.training.trainer import fit, resolve
+from mets_fast.training.schedule import learning_rate
+
+SMALL = ["--preset", "smoke", "--corpus-size", "160", "--batch-size", "16", "--quiet"]
+
+
+def run_args(tiny_lm, out, *extra):
+    return SMALL + ["--lm", str(tiny_lm), "--out", str(out), *extra]
+
+
+def test_a_short_run_writes_a_loadable_run_directory(tiny_lm, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_main(run_args(tiny_lm, out, "--epochs", "2")) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "args.json", "model.safetensors", "metrics.jsonl", "curves.png",
+            "checkpoints"} <= names
+    assert [p.name for p in checkpoint.committed_checkpoints(out)] == ["epoch-0002"]
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    for m in metrics:
+        assert set(m) >= {"epoch", "loss", "logit_scale", "ecgs_per_s", "seconds", "zeroshot"}
+        assert np.isfinite(m["loss"]) and m["ecgs_per_s"] > 0
+        assert set(m["zeroshot"]) == {"synthetic_rhythm", "synthetic_superclass"}
+        for scores in m["zeroshot"].values():
+            assert set(scores) == {"accuracy", "precision", "recall", "f1", "auroc", "n"}
+            assert 0 <= scores["accuracy"] <= 1 and scores["n"] > 0
+    model = mets_fast.load(out)
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["text"]["model"] == str(tiny_lm)
+    assert config["model"]["text"]["identity"] and config["model"]["embed_dim"] == 128
+    assert model.embed_dim == 128 and not model.training
+    args = json.loads((out / "args.json").read_text())
+    assert args["epochs"] == 2 and args["batch_size"] == 16 and args["preset"] == "smoke"
+
+
+def test_resume_continues_bit_for_bit(tiny_lm, tmp_path):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    common = ["--epochs", "3", "--threads", "1", "--seed", "4"]
+    assert train_main(run_args(tiny_lm, whole, *common)) == 0
+    # the same run, stopped after its first epoch (as if killed), then resumed
+    args = build_parser().parse_args(run_args(tiny_lm, split, *common))
+    fit(resolve(**vars(args)), stop_after=1)
+    assert [p.name for p in checkpoint.committed_checkpoints(split)] == ["epoch-0001"]
+    assert train_main(run_args(tiny_lm, split, *common, "--resume")) == 0
+    a = mets_fast.load(whole).state_dict()
+    b = mets_fast.load(split).state_dict()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    lines = (split / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+
+
+def test_resume_refuses_changed_arguments_and_missing_checkpoints(tiny_lm, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_main(run_args(tiny_lm, out, "--epochs", "1")) == 0
+    capsys.readouterr()
+    assert train_main(run_args(tiny_lm, out, "--epochs", "1")) == 1
+    assert "exists" in capsys.readouterr().err
+    assert train_main(run_args(tiny_lm, out, "--epochs", "2", "--lr", "0.01", "--resume")) == 1
+    err = capsys.readouterr().err
+    assert "--epochs 1 -> 2" in err and "--lr" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert train_main(run_args(tiny_lm, empty, "--resume")) == 1
+    assert "no committed checkpoint" in capsys.readouterr().err
+    assert train_main(["--resume"]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("data,phrase", [
+    ("nonsense", "unknown source"), ("store", "needs a path"), ("synthetic:/x", "takes no path"),
+    ("mitbih:/nonexistent/folder", "is not a directory"), ("", "must be one of")])
+def test_bad_data_is_refused_before_any_work(data, phrase, tmp_path, capsys):
+    assert train_main(["--data", data, "--out", str(tmp_path / "r")]) == 2
+    assert phrase in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def _store(path, reports, splits):
+    n = len(reports)
+    with StoreWriter(path, n, ["I", "II"], 200, 100.0, "float32") as w:
+        w.signals[:] = np.random.default_rng(0).standard_normal((n, 2, 200))
+        w.set_meta(pd.DataFrame({
+            "id": [f"e{i}" for i in range(n)], "report": reports, "report_clean": reports,
+            "split": splits, "source": "mine", "superclass": [[]] * n, "subclass": [[]] * n,
+            "form": [[]] * n, "rhythm": [[]] * n}))
+    return path
+
+
+def test_stores_without_reports_or_train_split_are_refused(tiny_lm, tmp_path, capsys):
+    no_reports = _store(tmp_path / "a", [""] * 40, ["train"] * 40)
+    no_train = _store(tmp_path / "b", ["sinus rhythm."] * 40, ["val"] * 40)
+    for store, phrase in ((no_reports, "holds no reports"), (no_train, "no train split")):
+        out = tmp_path / f"run-{store.name}"
+        code = train_main(["--data", f"store:{store}", "--lm", str(tiny_lm), "--out", str(out),
+                           "--batch-size", "8", "--quiet"])
+        assert code == 1 and phrase in capsys.readouterr().err
+        assert not out.exists()
+
+
+def test_a_custom_store_trains_and_a_non_finite_loss_stops_the_run(tiny_lm, tmp_path, capsys):
+    reports = [["sinus rhythm.", "atrial fibrillation.", "left bundle branch block."][i % 3]
+               for i in range(48)]
+    store = _store(tmp_path / "s", reports, ["train"] * 40 + ["val"] * 8)
+    out = tmp_path / "run"
+    common = ["--data", f"store:{store}", "--lm", str(tiny_lm), "--batch-size", "8", "--quiet"]
+    assert train_main(common + ["--out", str(out), "--epochs", "1"]) == 0
+    model = mets_fast.load(out)
+    assert model.settings.leads == ("I", "II") and model.settings.samples == 200
+    # an absurd learning rate blows the weights up: the run stops and names the step and ECGs
+    bad = tmp_path / "bad"
+    assert train_main(common + ["--out", str(bad), "--epochs", "2", "--lr", "1e30",
+                                "--schedule", "constant"]) == 1
+    err = capsys.readouterr().err
+    assert "loss is not finite" in err and "at step" in err and "ECG ids: ['e" in err
+
+
+def test_learning_rate_schedule():
+    total = 100
+    rates = [learning_rate(s, total, 1.0, "cosine", 0.1) for s in range(total)]
+    assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(rates[9:], rates[10:]))
+    assert rates[-1] < 1e-3 and learning_rate(50, total, 0.5, "constant") == 0.5
+    with pytest.raises(ValueError, match="schedule"):
+        learning_rate(0, 10, 1.0, "linear")
+
+
+def test_parse_data():
+    assert parse_data("synthetic").kind == "synthetic"
+    with pytest.raises(ValueError, match="ptbxl:ROOT"):
+        parse_data("ptb")
+
+
+# ------------------------------------------------------------------------------ distributed
+
+WORKER = textwrap.dedent("""
+    import json, os, sys
+    import torch, torch.distributed as dist
+    from mets_fast.loss import contrastive_loss, distributed_contrastive_loss
+
+    dist.init_process_group("gloo")
+    rank, size = dist.get_rank(), dist.get_world_size()
+    torch.manual_seed(0)
+    B, D = 10, 7
+    ecg, text = torch.randn(B, D, dtype=torch.float64), torch.randn(B, D, dtype=torch.float64)
+    proj = torch.nn.Linear(D, 5).double()
+    scale = torch.tensor(14.0, dtype=torch.float64, requires_grad=True)
+    # one process, the global batch
+    loss = contrastive_loss(proj(ecg), proj(text), scale)
+    loss.backward()
+    single = {"loss": float(loss), "w": proj.weight.grad.clone(), "s": float(scale.grad)}
+    proj.zero_grad(); scale.grad = None
+    # this process's rows, through DDP
+    ddp = torch.nn.parallel.DistributedDataParallel(proj)
+    part = slice(rank * B // size, (rank + 1) * B // size)
+    x, y = ecg[part].clone().requires_grad_(), text[part].clone().requires_grad_()
+    local = distributed_contrastive_loss(ddp(x), ddp(y), scale)
+    local.backward()
+    total = torch.tensor([float(local)], dtype=torch.float64)
+    dist.all_reduce(total)
+    dist.all_reduce(scale.grad)
+    if rank == 0:
+        out = {"loss": [single["loss"], float(total) / size],
+               "w": float((proj.weight.grad - single["w"]).abs().max()),
+               "s": [single["s"], float(scale.grad) / size]}
+        open(sys.argv[1], "w").write(json.dumps(out))
+    dist.destroy_process_group()
+""")
+
+
+def _torchrun(args, cwd, env=None):
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node", "2", *args], cwd=cwd, capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=300)
+
+
+def test_two_processes_give_the_single_process_loss_and_gradients(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    result = _torchrun([str(script), str(tmp_path / "out.json")], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["loss"][0] == pytest.approx(out["loss"][1], abs=1e-5)
+    assert out["w"] < 1e-5
+    assert out["s"][0] == pytest.approx(out["s"][1], abs=1e-5)
+
+
+def test_a_two_process_run_completes_and_writes_one_run(tiny_lm, tmp_path):
+    out = tmp_path / "run"
+    result = _torchrun(["-m", "mets_fast.train", *run_args(tiny_lm, out, "--threads", "1")],
+                       tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [p.name for p in checkpoint.committed_checkpoints(out)] == ["epoch-0001"]
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    mets_fast.load(out)
