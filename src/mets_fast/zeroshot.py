@@ -5,6 +5,7 @@ model's logit scale), as METS classifies (Li et al. 2023)."""
 
 from __future__ import annotations
 
+import json
 from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -256,3 +257,230 @@ def evaluate_sets(model, signals, sets: dict, amp: bool = False,
         pick = torch.as_tensor([where[r] for r in s.rows], dtype=torch.long)
         results[name] = classifier.evaluate_embeddings(emb[pick], s.labels)
     return results
+
+
+def multilabel_auroc(classifier: ZeroShotClassifier, ecg_emb: torch.Tensor,
+                     targets: np.ndarray) -> dict:
+    """Macro one-vs-rest AUROC of multi-label targets ``(n, C)`` (columns in the order of the
+    classifier's classes), each class ranked by its cosine score; classes with no positive or
+    no negative ECG are left out of the mean (``classes`` counts those kept)."""
+    from sklearn.metrics import roc_auc_score
+
+    scores = classifier.score_embeddings(ecg_emb)
+    kept = [c for c in range(targets.shape[1]) if 0 < targets[:, c].sum() < len(targets)]
+    aurocs = [roc_auc_score(targets[:, c], scores[:, c]) for c in kept]
+    return {"auroc": float(np.mean(aurocs)) if aurocs else float("nan"), "classes": len(kept),
+            "n": int(len(targets))}
+
+
+# ------------------------------------------------------------------------------------- CLI
+
+
+def build_parser():
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m mets_fast.zeroshot", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Zero-shot ECG classification with a trained METS model.",
+        epilog="""examples:
+  python -m mets_fast.zeroshot --model runs/x --data ptbxl:/data/ptb-xl --out results
+  python -m mets_fast.zeroshot --model runs/x --data mitbih:/data/mitdb
+  python -m mets_fast.zeroshot --model runs/x --record rec1 rec2 \\
+      --classes "atrial fibrillation" "sinus rhythm" --kind rhythm""")
+    parser.add_argument("--model", required=True, help="a run directory (mets_fast.train --out)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--data", help="evaluate the built-in tasks of: synthetic, ptbxl:ROOT, "
+                                     "mitbih:DIR or store:DIR")
+    what.add_argument("--record", nargs="+", metavar="REC",
+                      help="WFDB records (any rate and leads) to classify among --classes")
+    parser.add_argument("--classes", nargs="+", metavar="NAME",
+                        help="class names for --record")
+    parser.add_argument("--classes-file", help="JSON of class name -> list of descriptions")
+    parser.add_argument("--kind", choices=KINDS, default="diagnostic",
+                        help="which METS template the classes take (default diagnostic)")
+    parser.add_argument("--split", choices=("test", "val", "all"),
+                        help="which ECGs of --data: a store's test split (its val split where "
+                             "it has no test), MIT-BIH: all records (val: those the trainer "
+                             "held out)")
+    parser.add_argument("--per-class", type=int,
+                        help="ECGs per class of the balanced sets (200; MIT-BIH beats 100)")
+    parser.add_argument("--statements", help="PTB-XL's scp_statements.csv, for the multi-label "
+                                             "AUROC of a store:DIR")
+    parser.add_argument("--out", help="write zeroshot.json and confusion_<task>.png here")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document on standard output and nothing else")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the balanced sets (0)")
+    parser.add_argument("--threads", type=int, help="threads (default: all cores)")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    return parser
+
+
+def main(argv: list | None = None) -> int:
+    import sys
+
+    args = build_parser().parse_args(argv)
+    try:
+        _check_cli(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        from .model import load
+
+        model = load(args.model)
+        if args.record:
+            out = _classify_records(model, args)
+        else:
+            out = _evaluate_data(model, args)
+    except (ValueError, FileNotFoundError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(_plain(out), indent=2))
+    return 0
+
+
+def _check_cli(args) -> None:
+    if args.record and not (args.classes or args.classes_file):
+        raise ValueError("--record needs the classes to choose among: --classes or "
+                         "--classes-file")
+    if args.data and (args.classes or args.classes_file):
+        raise ValueError("--classes and --classes-file go with --record; --data evaluates "
+                         "the built-in tasks of the data")
+    if args.per_class is not None and args.per_class < 1:
+        raise ValueError(f"--per-class must be a positive integer, got {args.per_class}")
+    if args.data:
+        from .data.prepared import parse_data
+
+        args.spec = parse_data(args.data)
+        if args.split == "all" and args.spec.kind != "mitbih":
+            raise ValueError("--split all is for mitbih:DIR (a store has test and val splits)")
+
+
+def _classes(args) -> dict | list:
+    if not args.classes_file:
+        return args.classes
+    from pathlib import Path
+
+    path = Path(args.classes_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"--classes-file not found: {path}")
+    try:
+        value = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"--classes-file {path} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ValueError(f"--classes-file must hold a JSON object of class name -> list of "
+                         f"descriptions, got {type(value).__name__}")
+    return value
+
+
+def _classify_records(model, args) -> dict:
+    """Each record's classes ranked by probability (a record longer than the model's window
+    is scored window by window, the logits averaged)."""
+    import sys
+
+    from .data.records import read_record
+
+    classifier = ZeroShotClassifier(model, _classes(args), kind=args.kind)
+    out = {"model": str(args.model), "classes": list(classifier.names), "records": []}
+    for path in args.record:
+        rec = read_record(path)
+        shared = set(rec.leads) & set(model.settings.leads)
+        if not shared:
+            raise ValueError(f"record {path} has the leads {list(rec.leads)}, none of which the "
+                             f"model takes ({list(model.settings.leads)})")
+        windows = model.preprocess(rec.signal, rec.fs, rec.leads, windows=True)
+        logits = classifier.scores(windows).mean(0, keepdims=True)
+        proba = softmax(logits)[0]
+        order = np.argsort(-proba)
+        ranked = [{"class": classifier.names[k], "probability": float(proba[k])} for k in order]
+        out["records"].append({"record": str(path), "windows": int(len(windows)),
+                               "ranked": ranked})
+        if not args.json:
+            print(f"{path} ({len(windows)} window(s) of {model.settings.seconds:g} s)")
+            width = max(len(n) for n in classifier.names)
+            for item in ranked:
+                print(f"  {item['class']:<{width}}  {item['probability']:.3f}")
+    sys.stdout.flush()
+    return out
+
+
+def _evaluate_data(model, args) -> dict:
+    import sys
+    from pathlib import Path
+
+    from .evaluation.datasets import mitbih_evaluation, store_evaluation
+    from .evaluation.paper import multi_label_table, plot_confusion, single_label_table
+
+    spec = args.spec
+    if spec.kind == "mitbih":
+        evaluation = mitbih_evaluation(spec.path, model.settings, split=args.split or "all",
+                                       per_class=args.per_class or 100, seed=args.seed,
+                                       quiet=args.quiet)
+    else:
+        evaluation = store_evaluation(spec, model.settings, split=args.split,
+                                      per_class=args.per_class or 200, seed=args.seed,
+                                      statements=args.statements, quiet=args.quiet or args.json)
+    single, multi = {}, {}
+    for name, labelled in evaluation.single.items():
+        names = labelled.task.names()
+        classifier = ZeroShotClassifier(
+            model, {names[c]: list(ds) for c, ds in labelled.task.classes.items()},
+            kind=labelled.task.kind)
+        single[name] = {**classifier.evaluate(labelled.ecgs, labelled.labels),
+                        "classes": list(classifier.names)}
+    for family, ml in evaluation.multi.items():
+        kind = {"superclass": "diagnostic"}.get(family, family)
+        classifier = ZeroShotClassifier(model, dict(zip(ml.codes, ([d] for d in ml.descriptions))),
+                                        kind=kind)
+        multi[family] = multilabel_auroc(classifier, model.embed_ecgs(ml.ecgs), ml.targets)
+    out = {**single}
+    if multi:
+        out["ptbxl_multilabel"] = multi
+    if evaluation.notes:
+        out["notes"] = evaluation.notes
+    if not args.json:
+        print(f"zero-shot, {args.data} (macro averages; balanced single-label sets):")
+        print(single_label_table(single))
+        if multi:
+            print()
+            print(multi_label_table(multi))
+        for note in evaluation.notes:
+            print(f"note: {note}")
+    else:
+        for note in evaluation.notes:
+            print(f"note: {note}", file=sys.stderr)
+    if args.out:
+        from .model.checkpoint import write_json
+
+        folder = Path(args.out)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / "zeroshot.json", _plain(out))
+        for name, r in single.items():
+            plot_confusion(r["confusion"], r["classes"], folder / f"confusion_{name}.png",
+                           f"{name} (zero-shot)")
+        if not args.json:
+            print(f"written to {folder}/zeroshot.json")
+    return out
+
+
+def _plain(value):
+    """`value` as strict JSON takes it: NumPy scalars as numbers, NaN as null."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.integer, np.floating)):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

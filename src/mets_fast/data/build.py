@@ -76,20 +76,13 @@ def mitbih_source(root: Path, settings: Settings, seed: int, step: float | None 
     class (column ``beat``: a list of one class, or empty); ``"consecutive"``: back-to-back windows (every `step` seconds)
     with reports of everything annotated in them (:func:`~mets_fast.data.mitbih.mitbih_windows`).
     """
-    from .mitbih import (BEAT_SYMBOLS, METS_CLASSES, beat_labels, beat_report, beat_windows,
-                         mitbih_windows, read_mitbih, validation_records)
+    from .mitbih import (BEAT_SYMBOLS, beat_labels, beat_report, beat_windows, mitbih_windows,
+                         read_mitbih)
 
     if windows not in MITBIH_WINDOWS:
         raise ValueError(f"windows must be one of {MITBIH_WINDOWS}, got {windows!r}")
     headers = mitbih_headers(root)
-    counts = {}
-    for h in headers:
-        classes = Counter()
-        for symbol, k in beat_symbols(h).items():
-            if symbol in METS_CLASSES:
-                classes[METS_CLASSES[symbol]] += k
-        counts[h.stem] = classes
-    held_out = set(validation_records(counts, seed=seed))
+    held_out = set(mitbih_validation(headers, seed))
     for header in headers:
         name = header.stem
         try:
@@ -131,6 +124,20 @@ def mitbih_headers(root: Path) -> list:
     if not headers:
         raise FileNotFoundError(f"{root} holds no MIT-BIH records (a .hea with its .atr)")
     return headers
+
+
+def mitbih_validation(headers: list, seed: int) -> list:
+    """The records :func:`mitbih_source` holds out for validation (by their annotations)."""
+    from .mitbih import METS_CLASSES, validation_records
+
+    counts = {}
+    for h in headers:
+        classes: Counter = Counter()
+        for symbol, k in beat_symbols(h).items():
+            if symbol in METS_CLASSES:
+                classes[METS_CLASSES[symbol]] += k
+        counts[h.stem] = classes
+    return validation_records(counts, seed=seed)
 
 
 def beat_symbols(header: Path) -> Counter:

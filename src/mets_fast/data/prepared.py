@@ -64,16 +64,17 @@ def parse_data(spec: str) -> DataSpec:
     return DataSpec(kind, path)
 
 
-def prepared_store(spec: DataSpec, *, n: int = 10000, cache_dir: Path | None = None,
-                   quiet: bool = False) -> Path:
+def prepared_store(spec: DataSpec, *, n: int = 10000, settings: Settings | None = None,
+                   cache_dir: Path | None = None, quiet: bool = False) -> Path:
     """The store of a data spec: a ``store:`` path as it is; anything else prepared once into
-    ``<cache>/stores/<kind>-<key>`` (`n` ECGs for ``synthetic``) and reused.  Safe when several
-    processes ask at once (a file lock; the first builds, the others wait and reuse)."""
+    ``<cache>/stores/<kind>-<key>`` (`n` ECGs for ``synthetic``; with `settings`, or the
+    source's defaults in :data:`SOURCE_SETTINGS`) and reused.  Safe when several processes ask
+    at once (a file lock; the first builds, the others wait and reuse)."""
     if spec.kind == "store":
         return spec.path
     from ..text.cache import default_cache_dir
 
-    settings = SOURCE_SETTINGS[spec.kind]
+    settings = settings or SOURCE_SETTINGS[spec.kind]
     key = {"kind": spec.kind, "settings": settings.as_dict(), "seed": DATA_SEED,
            "recipe": RECIPE_VERSION, "store_version": STORE_VERSION}
     if spec.kind == "synthetic":

@@ -26,8 +26,8 @@ class Preset(NamedTuple):
 PRESETS = {
     # sized to a 2-core CPU: the whole default run (corpus, embeddings, training and the
     # per-epoch zero-shot scoring) in under 10 minutes
-    "default": Preset(epochs=12, batch_size=64, lr=2e-3, weight_decay=1e-3, embed_dim=128,
-                      schedule="cosine", warmup=0.05, amp=True, corpus_size=8000),
+    "default": Preset(epochs=12, batch_size=128, lr=3e-3, weight_decay=1e-3, embed_dim=128,
+                      schedule="cosine", warmup=0.05, amp=True, corpus_size=10000),
     # Li et al. 2023: Adam, lr 1e-3, weight decay 1e-3, batch 32, 50 epochs, 128-d
     "paper": Preset(epochs=50, batch_size=32, lr=1e-3, weight_decay=1e-3, embed_dim=128,
                     schedule="constant", warmup=0.0, amp=False, corpus_size=10000),

@@ -1,0 +1,188 @@
+"""The labelled ECGs a trained model is evaluated on, made as the model's training data were:
+the balanced single-label sets of the built-in tasks from a store (PTB-XL, synthetic, a
+prepared store), PTB-XL's multi-label test sets, and the MIT-BIH beat task built from records.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from ..data.build import mitbih_headers, mitbih_validation
+from ..data.prepared import DATA_SEED, DataSpec, prepared_store
+from ..data.preprocess import Settings, preprocess, store_settings
+from ..data.records import select_leads, standard_lead
+from ..data.store import ECGStore
+from ..data.tasks import ZeroShotTask
+
+
+class Labelled(NamedTuple):
+    """ECGs preprocessed for the model (``(n, leads, samples)``, float16 or float32), their
+    class names (``labels``) and the task they belong to."""
+
+    task: ZeroShotTask
+    ecgs: np.ndarray
+    labels: np.ndarray
+
+
+class MultiLabel(NamedTuple):
+    """A multi-label test set: ECGs, the class codes, their descriptions and a 0/1 target
+    matrix ``(n, classes)``."""
+
+    ecgs: np.ndarray
+    codes: tuple
+    descriptions: tuple
+    targets: np.ndarray
+
+
+class Evaluation(NamedTuple):
+    """What one ``--data`` offers: single-label sets by task name, multi-label sets by family,
+    the store the ECGs came from (None for MIT-BIH records) and notes for the user (records
+    skipped and why)."""
+
+    single: dict
+    multi: dict
+    store: ECGStore | None
+    notes: list
+
+
+def default_split(store: ECGStore) -> str:
+    """``"test"`` where the store has one, else ``"val"`` (MIT-BIH stores hold out patients in
+    ``val``: unseen patients are their test)."""
+    return "test" if len(store.split("test")) else "val"
+
+
+def check_compatible(store: ECGStore, settings: Settings) -> None:
+    """Raises ValueError unless the store's ECGs are shaped as the model takes them."""
+    mine = store_settings(store)
+    if (mine.leads, mine.fs, mine.samples) != (settings.leads, settings.fs, settings.samples):
+        raise ValueError(
+            f"the store {store.path} holds {len(mine.leads)}-lead ECGs of {mine.samples} samples "
+            f"at {mine.fs:g} Hz, the model takes {len(settings.leads)} leads "
+            f"{list(settings.leads)} of {settings.samples} samples at {settings.fs:g} Hz: prepare "
+            f"the data again with the model's settings (or pass ptbxl:/mitbih:/synthetic, which "
+            f"are prepared for the model)")
+
+
+def store_evaluation(spec: DataSpec, settings: Settings, *, split: str | None = None,
+                     per_class: int = 200, seed: int = 0, tasks=None,
+                     statements: Path | None = None, quiet: bool = False) -> Evaluation:
+    """The sets of a store (``store:DIR``), or of ``synthetic`` / ``ptbxl:ROOT`` prepared with
+    the model's `settings`."""
+    from ..zeroshot import evaluation_sets
+
+    path = prepared_store(spec, settings=settings, quiet=quiet)
+    store = ECGStore.open(path)
+    check_compatible(store, settings)
+    split = split or default_split(store)
+    sets = evaluation_sets(store.meta, split=split, per_class=per_class, seed=seed, tasks=tasks)
+    single = {name: Labelled(s.task, store.signals[s.rows], s.labels) for name, s in sets.items()}
+    multi, notes = {}, []
+    if "ptbxl" in set(store.meta["source"]):
+        root = spec.path if spec.kind == "ptbxl" else None
+        table = statements or (root / "scp_statements.csv" if root else None)
+        if table is not None and Path(table).is_file():
+            multi = ptbxl_multilabel(store, Path(table), split)
+        else:
+            notes.append("PTB-XL's multi-label AUROC needs scp_statements.csv for the class "
+                         "descriptions: pass --data ptbxl:ROOT (or --statements FILE)")
+    return Evaluation(single, multi, store, notes)
+
+
+def ptbxl_multilabel(store: ECGStore, statements: Path, split: str) -> dict:
+    """MERL's multi-label protocol on PTB-XL: every `split` ECG, each class of a family scored
+    against its description.  Superclasses take the built-in descriptions; form and rhythm
+    statements their ``scp_statements.csv`` descriptions (subclasses have none there)."""
+    import pandas as pd
+
+    from ..data.ptbxl import multilabel_test
+    from ..data.synthetic import SUPERCLASS_DESCRIPTIONS
+
+    table = pd.read_csv(statements, index_col=0)
+    out = {}
+    for family in ("superclass", "form", "rhythm"):
+        rows, codes, targets = multilabel_test(store.meta, family, split=split)
+        if not len(rows) or len(codes) < 2:
+            continue
+        if family == "superclass":
+            described = [SUPERCLASS_DESCRIPTIONS[c][0] for c in codes]
+        else:
+            described = [str(table.loc[c, "description"]) if c in table.index else c
+                         for c in codes]
+        positions = store.meta.index.get_indexer(rows)
+        out[family] = MultiLabel(store.signals[np.sort(positions)],
+                                 tuple(codes), tuple(described),
+                                 targets[np.argsort(positions)])
+    return out
+
+
+def mitbih_evaluation(root: Path, settings: Settings, *, split: str = "all",
+                      per_class: int = 100, seed: int = 0, quiet: bool = False) -> Evaluation:
+    """METS's MIT-BIH beat task from the records under `root`: beats N, L, R, A and V, each
+    the window of the model's length centred on it, balanced (up to `per_class` of each class,
+    all there are where fewer), drawn with `seed`.
+
+    `split`: ``"all"`` (every record: for patients the model never saw) or ``"val"`` (the
+    records the trainer holds out of this folder).  Records that share no lead with the model
+    are skipped with a warning naming them."""
+    from ..data.mitbih import METS_CLASS_NAMES, read_mitbih
+    from ..zeroshot import builtin_tasks
+
+    if split not in ("all", "val"):
+        raise ValueError(f"MIT-BIH evaluation split must be 'all' or 'val', got {split!r}")
+    headers = mitbih_headers(root)
+    if split == "val":
+        keep = set(mitbih_validation(headers, DATA_SEED))
+        headers = [h for h in headers if h.stem in keep]
+    wanted = set(settings.leads)
+    pool, records, skipped = [], {}, []
+    for header in headers:
+        try:
+            names = _header_leads(header)
+            if not wanted & {standard_lead(n) for n in names}:
+                skipped.append(header.stem)
+                continue
+            rec = read_mitbih(header.with_suffix(""), fs=settings.fs)
+        except (OSError, ValueError) as exc:
+            skipped.append(header.stem)
+            warnings.warn(f"MIT-BIH record {header.stem} skipped: {exc}", stacklevel=2)
+            continue
+        half, n = settings.samples // 2, rec.record.signal.shape[1]
+        beats = rec.beats[rec.beats["mets"].notna()]
+        beats = beats[(beats["sample"] - half >= 0) & (beats["sample"] - half + settings.samples
+                                                      <= n)]
+        records[header.stem] = rec.record
+        pool += [(header.stem, int(c), m) for c, m in zip(beats["sample"], beats["mets"])]
+    no_lead = [s for s in skipped if s not in records]
+    if no_lead:
+        warnings.warn(f"MIT-BIH records sharing no lead with the model ({list(settings.leads)}) "
+                      f"were skipped: {no_lead}", stacklevel=2)
+    if not pool:
+        raise ValueError(f"no beat of the classes N, L, R, A, V could be taken from {root} "
+                         f"({len(skipped)} record(s) skipped)")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for cls in "NLRAV":
+        members = [k for k, item in enumerate(pool) if item[2] == cls]
+        chosen += sorted(rng.choice(members, size=min(per_class, len(members)), replace=False)
+                         .tolist()) if members else []
+    half = settings.samples // 2
+    windows = [select_leads(records[r].signal[:, c - half:c - half + settings.samples],
+                            records[r].leads, settings.leads)[0]
+               for r, c, _ in (pool[k] for k in chosen)]
+    ecgs = preprocess(np.stack(windows), settings)
+    labels = np.array([METS_CLASS_NAMES[pool[k][2]] for k in chosen], dtype=object)
+    notes = [f"{len(records)} record(s) used"
+             + (f"; skipped (no shared lead or unreadable): {skipped}" if skipped else "")]
+    return Evaluation({"mitbih": Labelled(builtin_tasks()["mitbih"], ecgs, labels)}, {}, None,
+                      notes)
+
+
+def _header_leads(header: Path) -> list:
+    """The lead names a WFDB header declares (without reading the signals)."""
+    lines = [x for x in header.read_text(errors="replace").splitlines()
+             if x.strip() and not x.startswith("#")]
+    return [" ".join(x.split()[8:]) for x in lines[1:]]
