@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .data.tasks import KINDS, ZeroShotTask
+from .jsonio import dumps, write_json
 from .loss import normalized_similarity
 
 # METS's prompt of each kind of class, embedded as it is (without the report template).
@@ -338,7 +339,7 @@ def main(argv: list | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(_plain(out), indent=2))
+        print(dumps(out))
     return 0
 
 
@@ -454,30 +455,15 @@ def _evaluate_data(model, args) -> dict:
         for note in evaluation.notes:
             print(f"note: {note}", file=sys.stderr)
     if args.out:
-        from .model.checkpoint import write_json
-
         folder = Path(args.out)
         folder.mkdir(parents=True, exist_ok=True)
-        write_json(folder / "zeroshot.json", _plain(out))
+        write_json(folder / "zeroshot.json", out)
         for name, r in single.items():
             plot_confusion(r["confusion"], r["classes"], folder / f"confusion_{name}.png",
                            f"{name} (zero-shot)")
         if not args.json:
             print(f"written to {folder}/zeroshot.json")
     return out
-
-
-def _plain(value):
-    """`value` as strict JSON takes it: NumPy scalars as numbers, NaN as null."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (np.integer, np.floating)):
-        value = value.item()
-    if isinstance(value, float) and value != value:
-        return None
-    return value
 
 
 if __name__ == "__main__":

@@ -186,3 +186,95 @@ def _header_leads(header: Path) -> list:
     lines = [x for x in header.read_text(errors="replace").splitlines()
              if x.strip() and not x.startswith("#")]
     return [" ".join(x.split()[8:]) for x in lines[1:]]
+
+
+class ProbeSet(NamedTuple):
+    """A linear-probe task: positions of the training and test ECGs in ``signals`` (shared by
+    the tasks of one data set, so features are computed once), their targets (class indices,
+    or a 0/1 matrix for a multi-label task) and the class codes."""
+
+    signals: np.ndarray
+    train: np.ndarray
+    train_targets: np.ndarray
+    test: np.ndarray
+    test_targets: np.ndarray
+    classes: tuple
+    multilabel: bool
+
+
+PROBE_FAMILIES = {"synthetic": ("rhythm", "superclass"),
+                  "ptbxl": ("superclass", "subclass", "form", "rhythm")}
+
+
+def store_probe_sets(spec: DataSpec, settings: Settings, quiet: bool = False) -> dict:
+    """The linear-probe tasks of a store: for PTB-XL, MERL's four multi-label families
+    (train split -> test split); for the synthetic corpus, rhythm (single-label: every ECG has
+    one) and superclass (multi-label).  Classes absent from either side are left out."""
+    from ..data.ptbxl import multilabel_test
+
+    store = ECGStore.open(prepared_store(spec, settings=settings, quiet=quiet))
+    check_compatible(store, settings)
+    test_split = default_split(store)
+    sources = set(store.meta["source"])
+    families = [f for s in sorted(sources) for f in PROBE_FAMILIES.get(s, ())]
+    out = {}
+    for family in dict.fromkeys(families):
+        if family not in store.meta:
+            continue
+        train_rows, train_codes, train_y = multilabel_test(store.meta, family, split="train")
+        test_rows, test_codes, test_y = multilabel_test(store.meta, family, split=test_split)
+        codes = tuple(c for c in train_codes if c in set(test_codes))
+        if len(codes) < 2:
+            continue
+        train_y = train_y[:, [train_codes.index(c) for c in codes]]
+        test_y = test_y[:, [test_codes.index(c) for c in codes]]
+        single = bool((train_y.sum(1) == 1).all() and (test_y.sum(1) == 1).all())
+        name = f"{next(iter(sorted(sources)))}_{family}"
+        if single:
+            train_y, test_y = train_y.argmax(1), test_y.argmax(1)
+        train_pos, test_pos = (store.meta.index.get_indexer(r) for r in (train_rows, test_rows))
+        out[name] = ProbeSet(store.signals, train_pos, train_y, test_pos, test_y, codes,
+                             not single)
+    return out
+
+
+def mitbih_probe_sets(root: Path, settings: Settings, per_record: int = 500,
+                      seed: int = 0) -> dict:
+    """The MIT-BIH beat task for a linear probe: records split in two (half of them, drawn so
+    that every class of N, L, R, A, V has beats on both sides where the records allow, are the
+    test), at most `per_record` beats of each class from each record (seeded; a record's
+    thousands of normal beats would otherwise dominate), windows as the zero-shot task's."""
+    from ..data.build import beat_symbols
+    from ..data.mitbih import METS_CLASSES, beat_windows, read_mitbih, validation_records
+
+    headers = mitbih_headers(root)
+    counts = {h.stem: {METS_CLASSES[s]: k for s, k in beat_symbols(h).items()
+                       if s in METS_CLASSES} for h in headers}
+    test = set(validation_records(counts, seed=DATA_SEED, fraction=0.5))
+    sides = {"train": ([], []), "test": ([], [])}
+    for header in headers:
+        names = {standard_lead(n) for n in _header_leads(header)}
+        if not names & set(settings.leads):
+            continue
+        rec = read_mitbih(header.with_suffix(""), fs=settings.fs)
+        cut = beat_windows(rec, settings.samples, symbols="NLRAV", per_symbol=per_record,
+                           seed=seed)
+        if not len(cut.labels):
+            continue
+        windows = select_leads(cut.windows, rec.record.leads, settings.leads)[0]
+        side = sides["test" if header.stem in test else "train"]
+        side[0].append(preprocess(windows, settings))
+        side[1].extend(cut.labels)
+    classes = tuple(c for c in "NLRAV" if c in set(sides["train"][1]) & set(sides["test"][1]))
+    if len(classes) < 2:
+        raise ValueError(f"the records under {root} do not give two beat classes on both "
+                         f"sides of a train/test split")
+    index = {c: k for k, c in enumerate(classes)}
+    signals = np.concatenate(sides["train"][0] + sides["test"][0])
+    labels = np.array(sides["train"][1] + sides["test"][1], dtype=object)
+    keep = np.array([x in index for x in labels])
+    is_train = np.arange(len(labels)) < len(sides["train"][1])
+    train, test = np.flatnonzero(keep & is_train), np.flatnonzero(keep & ~is_train)
+    targets = np.array([index.get(x, -1) for x in labels])
+    return {"mitbih": ProbeSet(signals, train, targets[train], test, targets[test], classes,
+                               False)}

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..jsonio import write_json
 from .mets import METSModel
 from .resnet1d import ResNet1d
 
@@ -44,13 +45,6 @@ _EPOCH_DIR = re.compile(r"^epoch-(\d{4,})$")
 
 
 # ------------------------------------------------------------------------------------- writing
-
-
-def write_json(path: Path, value, *, indent: int | None = 2) -> None:
-    """`value` as JSON at `path`, written to a temporary name and renamed (never half)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(value, indent=indent) + "\n")
-    os.replace(tmp, path)
 
 
 def write_config(run_dir: Path, model: METSModel) -> dict:

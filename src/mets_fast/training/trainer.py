@@ -16,6 +16,7 @@ from ..data.prepared import parse_data, prepared_store
 from ..data.preprocess import store_settings
 from ..data.store import ECGStore
 from ..model import checkpoint
+from ..jsonio import dumps, write_json
 from ..loss import NonFiniteError
 from ..model.mets import METSModel
 from . import distributed
@@ -201,7 +202,7 @@ class _Run:
         elif world.main:
             self.out.mkdir(parents=True)
             checkpoint.write_config(self.out, model)
-            checkpoint.write_json(self.out / "args.json", c._asdict())
+            write_json(self.out / "args.json", c._asdict())
         sets = evaluation_sets(self.store.meta, split="val")
         wrapped = model if world.size == 1 else torch.nn.parallel.DistributedDataParallel(model)
         local = c.batch_size // world.size
@@ -336,7 +337,7 @@ def _read_metrics(path: Path, last_epoch: int) -> list:
 
 def _write_metrics(path: Path, metrics: list) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    tmp.write_text("".join(dumps(m, indent=None) + "\n" for m in metrics))
     tmp.replace(path)
 
 

@@ -1,0 +1,35 @@
+"""The JSON files and documents the package writes: strict JSON (NumPy scalars as numbers, NaN
+as null), written to a temporary name and renamed, never half."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def plain(value):
+    """`value` as strict JSON takes it."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def dumps(value, indent: int | None = 2) -> str:
+    return json.dumps(plain(value), indent=indent, allow_nan=False)
+
+
+def write_json(path: Path, value, *, indent: int | None = 2) -> None:
+    """`value` as JSON at `path`, written to a temporary name and renamed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(dumps(value, indent) + "\n")
+    os.replace(tmp, path)
