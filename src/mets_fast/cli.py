@@ -3,6 +3,8 @@ subcommands.
 
     mets-fast prepare synthetic --n 10000 --out stores/synthetic
     mets-fast train [--data ...]
+    mets-fast zeroshot --model RUN --data ptbxl:/data/ptb-xl
+    mets-fast linear-probe --model RUN --data ptbxl:/data/ptb-xl
     mets-fast info                 # version and the kernels in use
 
 Each subcommand takes the arguments, and prints the ``--help``, of its module
@@ -19,6 +21,9 @@ from importlib import import_module
 COMMANDS = {
     "prepare": ("mets_fast.prepare", "ECGs and their reports into an ECG store"),
     "train": ("mets_fast.train", "train a METS model (the synthetic default with no arguments)"),
+    "zeroshot": ("mets_fast.zeroshot", "zero-shot classification: built-in tasks or any classes"),
+    "linear-probe": ("mets_fast.linear_probe", "linear probe of a trained encoder, beside a "
+                                               "random one"),
     "info": (None, "version and kernel back ends"),
 }
 

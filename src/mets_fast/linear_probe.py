@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .data.prepared import parse_data
-    from .evaluation.datasets import mitbih_probe_sets, store_probe_sets
+    from .evaluation.datasets import corpus_size, mitbih_probe_sets, store_probe_sets
     from .model import load
     from .jsonio import write_json
 
@@ -191,7 +191,8 @@ def main(argv: list | None = None) -> int:
         if spec.kind == "mitbih":
             sets = mitbih_probe_sets(spec.path, model.settings, seed=args.seed)
         else:
-            sets = store_probe_sets(spec, model.settings, quiet=args.quiet)
+            sets = store_probe_sets(spec, model.settings, n=corpus_size(args.model),
+                                    quiet=args.quiet)
         if not sets:
             raise ValueError(f"{args.data} has no labels a linear probe can use (a train and "
                              f"a test split sharing two classes of a label family)")

@@ -413,7 +413,7 @@ def _evaluate_data(model, args) -> dict:
     import sys
     from pathlib import Path
 
-    from .evaluation.datasets import mitbih_evaluation, store_evaluation
+    from .evaluation.datasets import corpus_size, mitbih_evaluation, store_evaluation
     from .evaluation.paper import multi_label_table, plot_confusion, single_label_table
 
     spec = args.spec
@@ -424,7 +424,8 @@ def _evaluate_data(model, args) -> dict:
     else:
         evaluation = store_evaluation(spec, model.settings, split=args.split,
                                       per_class=args.per_class or 200, seed=args.seed,
-                                      statements=args.statements, quiet=args.quiet or args.json)
+                                      statements=args.statements, n=corpus_size(args.model),
+                                      quiet=args.quiet or args.json)
     single, multi = {}, {}
     for name, labelled in evaluation.single.items():
         names = labelled.task.names()

@@ -67,14 +67,30 @@ def check_compatible(store: ECGStore, settings: Settings) -> None:
             f"are prepared for the model)")
 
 
+def corpus_size(run_dir) -> int:
+    """The synthetic corpus size a run trained on (its args.json), so that its evaluation
+    reads the test split of the same corpus; the default preset's where it does not say."""
+    import json
+
+    from ..training.presets import PRESETS
+
+    args = Path(run_dir) / "args.json"
+    if args.is_file():
+        size = json.loads(args.read_text()).get("corpus_size")
+        if isinstance(size, int) and size > 0:
+            return size
+    return PRESETS["default"].corpus_size
+
+
 def store_evaluation(spec: DataSpec, settings: Settings, *, split: str | None = None,
                      per_class: int = 200, seed: int = 0, tasks=None,
-                     statements: Path | None = None, quiet: bool = False) -> Evaluation:
-    """The sets of a store (``store:DIR``), or of ``synthetic`` / ``ptbxl:ROOT`` prepared with
-    the model's `settings`."""
+                     statements: Path | None = None, n: int = 10000,
+                     quiet: bool = False) -> Evaluation:
+    """The sets of a store (``store:DIR``), or of ``synthetic`` (`n` ECGs) / ``ptbxl:ROOT``
+    prepared with the model's `settings`."""
     from ..zeroshot import evaluation_sets
 
-    path = prepared_store(spec, settings=settings, quiet=quiet)
+    path = prepared_store(spec, n=n, settings=settings, quiet=quiet)
     store = ECGStore.open(path)
     check_compatible(store, settings)
     split = split or default_split(store)
@@ -206,13 +222,14 @@ PROBE_FAMILIES = {"synthetic": ("rhythm", "superclass"),
                   "ptbxl": ("superclass", "subclass", "form", "rhythm")}
 
 
-def store_probe_sets(spec: DataSpec, settings: Settings, quiet: bool = False) -> dict:
+def store_probe_sets(spec: DataSpec, settings: Settings, n: int = 10000,
+                     quiet: bool = False) -> dict:
     """The linear-probe tasks of a store: for PTB-XL, MERL's four multi-label families
     (train split -> test split); for the synthetic corpus, rhythm (single-label: every ECG has
     one) and superclass (multi-label).  Classes absent from either side are left out."""
     from ..data.ptbxl import multilabel_test
 
-    store = ECGStore.open(prepared_store(spec, settings=settings, quiet=quiet))
+    store = ECGStore.open(prepared_store(spec, n=n, settings=settings, quiet=quiet))
     check_compatible(store, settings)
     test_split = default_split(store)
     sources = set(store.meta["source"])
