@@ -5,6 +5,9 @@ subcommands.
     mets-fast train [--data ...]
     mets-fast zeroshot --model RUN --data ptbxl:/data/ptb-xl
     mets-fast linear-probe --model RUN --data ptbxl:/data/ptb-xl
+    mets-fast index build --model RUN --store stores/ptbxl --out indexes/reports
+    mets-fast retrieve --model RUN --index indexes/reports rec1 -k 5
+    mets-fast embed --model RUN --store stores/ptbxl --out ecgs.npy
     mets-fast info                 # version and the kernels in use
 
 Each subcommand takes the arguments, and prints the ``--help``, of its module
@@ -24,6 +27,9 @@ COMMANDS = {
     "zeroshot": ("mets_fast.zeroshot", "zero-shot classification: built-in tasks or any classes"),
     "linear-probe": ("mets_fast.linear_probe", "linear probe of a trained encoder, beside a "
                                                "random one"),
+    "index": ("mets_fast.index", "index build: FAISS index of a model's report or ECG embeddings"),
+    "retrieve": ("mets_fast.retrieve", "the reports or ECGs nearest to records or reports"),
+    "embed": ("mets_fast.embed", "a model's embeddings of a store, reports or records to .npy"),
     "info": (None, "version and kernel back ends"),
 }
 

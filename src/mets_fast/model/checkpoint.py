@@ -166,6 +166,7 @@ def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> METS
     config = read_config(run_dir)
     model = METSModel.from_config(config["model"])
     model.load_state_dict(_read_weights(run_dir / WEIGHTS))
+    model.run_id = run_identity(run_dir)  # names the weights: indexes record which built them
     return model.to(device).eval()
 
 

@@ -117,11 +117,8 @@ class FrozenTextEncoder:
 
     def space(self, template: str | None = None) -> str:
         """The cache key of everything besides the text that decides a vector."""
-        key = {"model": self.identity, "pooling": self.pooling, "max_length": self.max_length,
-               "template": self.template if template is None else template}
-        if self.dtype != "float32":  # float32 spaces keep the key they always had
-            key["dtype"] = self.dtype
-        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+        return space_key(self.identity, self.pooling, self.max_length,
+                         self.template if template is None else template, self.dtype)
 
     def _cache(self, template: str) -> EmbeddingCache | None:
         if self._cache_dir is None:
@@ -159,6 +156,17 @@ class FrozenTextEncoder:
                                 attention_mask=mask.to(self.device)).last_hidden_state
             out[batch] = pool(hidden.float(), mask.to(self.device), self.pooling).cpu().numpy()
         return out
+
+
+def space_key(identity: str, pooling: str, max_length: int, template: str,
+              dtype: str = "float32") -> str:
+    """The key of an embedding space: a hash of the model files' identity, the pooling, the
+    maximum length, the template and the arithmetic (what decides a vector besides its text).
+    A trained model's config records these, so its space is known without loading the model."""
+    key = {"model": identity, "pooling": pooling, "max_length": max_length, "template": template}
+    if dtype != "float32":  # float32 spaces keep the key they always had
+        key["dtype"] = dtype
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:

@@ -1,0 +1,77 @@
+"""``python -m mets_fast.retrieve``: the reports (or stored ECGs) nearest to WFDB records of any
+sampling rate and lead set, or the stored ECGs nearest to a report.
+
+    python -m mets_fast.retrieve --model runs/x --index indexes/reports rec1 rec2 -k 5
+    python -m mets_fast.retrieve --model runs/x --index indexes/ecgs --text "atrial fibrillation."
+
+Records are read, preprocessed as the model's training data were (``model.preprocess``),
+embedded (a record longer than the model's window: the mean of its windows' embeddings) and
+searched in an index that ``mets-fast index build`` made with the same model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mets_fast.retrieve",
+                                     description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="a run directory (mets_fast.train --out)")
+    parser.add_argument("--index", required=True, help="an index directory built by this model")
+    parser.add_argument("records", nargs="*", metavar="RECORD", help="WFDB records to look up")
+    parser.add_argument("--text", action="append", metavar="REPORT",
+                        help="a report to look up (in an ECG index); may repeat")
+    parser.add_argument("-k", type=int, default=5, help="results per query (5)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document on standard output and nothing else")
+    parser.add_argument("--threads", type=int, help="threads (default: all cores)")
+    return parser
+
+
+def main(argv: list | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if bool(args.records) == bool(args.text):
+        print("error: give WFDB records or --text reports to look up (one of the two)",
+              file=sys.stderr)
+        return 2
+    import torch
+
+    from .embed import embed_records, model_id
+    from .index import ReportIndex, set_threads
+    from .jsonio import dumps
+    from .model import load
+
+    try:
+        set_threads(args.threads)
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        model = load(args.model)
+        index = ReportIndex.load(args.index, model_id=model_id(model))
+        if args.records:
+            queries, names = embed_records(model, args.records), list(args.records)
+        else:
+            with torch.no_grad():
+                queries = model.encode_texts(args.text).cpu().numpy()
+            names = list(args.text)
+        found = index.search_texts(queries, args.k)
+    except (ValueError, FileNotFoundError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    results = [{"query": str(q), "results": [{"text": t, "score": s} for t, s in hits]}
+               for q, hits in zip(names, found)]
+    if args.json:
+        print(dumps({"index": str(args.index), "contents": index.contents, "k": args.k,
+                     "queries": results}))
+        return 0
+    for r in results:
+        print(r["query"])
+        for rank, hit in enumerate(r["results"], 1):
+            print(f"  {rank:>2}. {hit['score']:.3f}  {hit['text']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
