@@ -274,6 +274,26 @@ def multilabel_auroc(classifier: ZeroShotClassifier, ecg_emb: torch.Tensor,
             "n": int(len(targets))}
 
 
+def retrieval_recall(model, ecgs, reports, ks: Sequence[int] = (1, 5, 10)) -> dict:
+    """ECG-to-report retrieval: each ECG searches the distinct reports among `reports` (one
+    per ECG, its own) by cosine similarity; recall@k is the share whose own report text is
+    among the first k.  Returns ``{"recall@1": ..., "recall@5": ..., "recall@10": ..., "n",
+    "reports"}`` (the gallery's size)."""
+    from .index import ReportIndex
+
+    reports = [str(r) for r in reports]
+    gallery = sorted(set(reports))
+    with torch.no_grad():
+        index = ReportIndex.build(model.encode_texts(gallery).cpu().numpy(), gallery,
+                                  kind="flat")
+    emb = model.embed_ecgs(ecgs).cpu().numpy()
+    found = index.search(emb, min(max(ks), len(gallery)))[1]
+    own = np.searchsorted(np.asarray(gallery, dtype=object), np.asarray(reports, dtype=object))
+    hits = found == own[:, None]
+    out = {f"recall@{k}": float(hits[:, :k].any(1).mean()) for k in ks}
+    return {**out, "n": int(len(reports)), "reports": len(gallery)}
+
+
 # ------------------------------------------------------------------------------------- CLI
 
 
@@ -414,7 +434,8 @@ def _evaluate_data(model, args) -> dict:
     from pathlib import Path
 
     from .evaluation.datasets import corpus_size, mitbih_evaluation, store_evaluation
-    from .evaluation.paper import multi_label_table, plot_confusion, single_label_table
+    from .evaluation.paper import (multi_label_table, plot_confusion, retrieval_table,
+                                   single_label_table)
 
     spec = args.spec
     if spec.kind == "mitbih":
@@ -439,9 +460,13 @@ def _evaluate_data(model, args) -> dict:
         classifier = ZeroShotClassifier(model, dict(zip(ml.codes, ([d] for d in ml.descriptions))),
                                         kind=kind)
         multi[family] = multilabel_auroc(classifier, model.embed_ecgs(ml.ecgs), ml.targets)
+    retrieval = {source: retrieval_recall(model, r.ecgs, r.reports)
+                 for source, r in evaluation.retrieval.items()}
     out = {**single}
     if multi:
         out["ptbxl_multilabel"] = multi
+    if retrieval:
+        out["retrieval"] = retrieval
     if evaluation.notes:
         out["notes"] = evaluation.notes
     if not args.json:
@@ -450,6 +475,9 @@ def _evaluate_data(model, args) -> dict:
         if multi:
             print()
             print(multi_label_table(multi))
+        if retrieval:
+            print()
+            print(retrieval_table(retrieval))
         for note in evaluation.notes:
             print(f"note: {note}")
     else:

@@ -38,15 +38,35 @@ class MultiLabel(NamedTuple):
     targets: np.ndarray
 
 
+class Reported(NamedTuple):
+    """ECGs with their own reports, for ECG-to-report retrieval."""
+
+    ecgs: np.ndarray
+    reports: np.ndarray
+
+
 class Evaluation(NamedTuple):
     """What one ``--data`` offers: single-label sets by task name, multi-label sets by family,
-    the store the ECGs came from (None for MIT-BIH records) and notes for the user (records
-    skipped and why)."""
+    report-bearing ECGs by source (for retrieval), the store the ECGs came from (None for
+    MIT-BIH records) and notes for the user (records skipped and why)."""
 
     single: dict
     multi: dict
+    retrieval: dict
     store: ECGStore | None
     notes: list
+
+
+RETRIEVAL_MAX = 5000  # report-bearing ECGs a retrieval evaluation draws (seeded) at most
+
+
+def reported(ecgs, reports, seed: int = 0) -> Reported:
+    """The ECGs that have a report (at most :data:`RETRIEVAL_MAX`, drawn with `seed`)."""
+    reports = np.asarray([str(r).strip() for r in reports], dtype=object)
+    keep = np.flatnonzero(reports != "")
+    if len(keep) > RETRIEVAL_MAX:
+        keep = np.sort(np.random.default_rng(seed).choice(keep, RETRIEVAL_MAX, replace=False))
+    return Reported(ecgs[keep] if len(keep) else ecgs[:0], reports[keep])
 
 
 def default_split(store: ECGStore) -> str:
@@ -105,7 +125,14 @@ def store_evaluation(spec: DataSpec, settings: Settings, *, split: str | None = 
         else:
             notes.append("PTB-XL's multi-label AUROC needs scp_statements.csv for the class "
                          "descriptions: pass --data ptbxl:ROOT (or --statements FILE)")
-    return Evaluation(single, multi, store, notes)
+    rows = store.split(split)
+    retrieval = {}
+    if len(rows):
+        source = "_".join(sorted(set(store.meta["source"].iloc[rows])))
+        picked = reported(np.arange(len(rows)), store.meta["report_clean"].iloc[rows], seed)
+        if len(picked.reports):
+            retrieval[source] = Reported(store.signals[rows[picked.ecgs]], picked.reports)
+    return Evaluation(single, multi, retrieval, store, notes)
 
 
 def ptbxl_multilabel(store: ECGStore, statements: Path, split: str) -> dict:
@@ -144,7 +171,7 @@ def mitbih_evaluation(root: Path, settings: Settings, *, split: str = "all",
     `split`: ``"all"`` (every record: for patients the model never saw) or ``"val"`` (the
     records the trainer holds out of this folder).  Records that share no lead with the model
     are skipped with a warning naming them."""
-    from ..data.mitbih import METS_CLASS_NAMES, read_mitbih
+    from ..data.mitbih import METS_CLASS_NAMES, beat_report, read_mitbih
     from ..zeroshot import builtin_tasks
 
     if split not in ("all", "val"):
@@ -170,8 +197,9 @@ def mitbih_evaluation(root: Path, settings: Settings, *, split: str = "all",
         beats = rec.beats[rec.beats["mets"].notna()]
         beats = beats[(beats["sample"] - half >= 0) & (beats["sample"] - half + settings.samples
                                                       <= n)]
-        records[header.stem] = rec.record
-        pool += [(header.stem, int(c), m) for c, m in zip(beats["sample"], beats["mets"])]
+        records[header.stem] = rec
+        pool += [(header.stem, int(c), m, sym)
+                 for c, m, sym in zip(beats["sample"], beats["mets"], beats["symbol"])]
     no_lead = [s for s in skipped if s not in records]
     if no_lead:
         warnings.warn(f"MIT-BIH records sharing no lead with the model ({list(settings.leads)}) "
@@ -186,15 +214,16 @@ def mitbih_evaluation(root: Path, settings: Settings, *, split: str = "all",
         chosen += sorted(rng.choice(members, size=min(per_class, len(members)), replace=False)
                          .tolist()) if members else []
     half = settings.samples // 2
-    windows = [select_leads(records[r].signal[:, c - half:c - half + settings.samples],
-                            records[r].leads, settings.leads)[0]
-               for r, c, _ in (pool[k] for k in chosen)]
+    windows = [select_leads(records[r].record.signal[:, c - half:c - half + settings.samples],
+                            records[r].record.leads, settings.leads)[0]
+               for r, c, _, _ in (pool[k] for k in chosen)]
     ecgs = preprocess(np.stack(windows), settings)
     labels = np.array([METS_CLASS_NAMES[pool[k][2]] for k in chosen], dtype=object)
+    reports = [beat_report(records[pool[k][0]], pool[k][1], pool[k][3]) for k in chosen]
     notes = [f"{len(records)} record(s) used"
              + (f"; skipped (no shared lead or unreadable): {skipped}" if skipped else "")]
-    return Evaluation({"mitbih": Labelled(builtin_tasks()["mitbih"], ecgs, labels)}, {}, None,
-                      notes)
+    return Evaluation({"mitbih": Labelled(builtin_tasks()["mitbih"], ecgs, labels)}, {},
+                      {"mitbih": Reported(ecgs, np.asarray(reports, dtype=object))}, None, notes)
 
 
 def _header_leads(header: Path) -> list:

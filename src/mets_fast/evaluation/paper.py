@@ -41,6 +41,15 @@ def multi_label_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def retrieval_table(results: dict) -> str:
+    lines = ["| ECG -> report retrieval | recall@1 | recall@5 | recall@10 | ECGs | distinct "
+             "reports |", "|---|---|---|---|---|---|"]
+    for source, r in results.items():
+        lines.append(f"| {source} | {r['recall@1']:.3f} | {r['recall@5']:.3f} | "
+                     f"{r['recall@10']:.3f} | {r['n']} | {r['reports']} |")
+    return "\n".join(lines)
+
+
 def plot_confusion(confusion: list, names, path: Path, title: str) -> None:
     """A confusion matrix (rows: true class) as a PNG, written to a temporary name and
     renamed."""
