@@ -119,6 +119,19 @@ def test_preprocess_reorders_leads_resamples_and_pads(make_ecg):
     np.testing.assert_allclose(batch[1], got, atol=1e-6)
 
 
+def test_a_long_recording_is_cropped_as_a_whole_record_resampling_crops_it(make_ecg):
+    """prepare_recording resamples only the start it keeps; the samples equal those of the
+    whole record resampled, then cropped (what the store's reader does)."""
+    from mets_fast.data.records import resample
+
+    x, _ = make_ecg(1000, seconds=38, seed=4)
+    signal = np.stack([x, 0.7 * x])
+    got = prepare_recording(signal, 1000, ["I", "II"], SETTINGS._replace(leads=("I", "II")))
+    whole = fit_length(resample(signal, 1000, 100), 1000)
+    expected = preprocess(whole[None], SETTINGS._replace(leads=("I", "II")))[0]
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
 def test_preprocess_windows_and_bad_input(make_ecg):
     x, _ = make_ecg(100, seconds=25, seed=3)
     signal = np.stack([x] * 12)

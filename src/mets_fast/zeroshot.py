@@ -241,14 +241,13 @@ def evaluation_sets(meta, split: str = "val", per_class: int = 200, seed: int = 
     return out
 
 
-def evaluate_sets(model, signals, sets: dict, amp: bool = False,
-                  batch_size: int = 256) -> dict:
+def evaluate_sets(model, signals, sets: dict, batch_size: int = 256) -> dict:
     """Zero-shot metrics of every set (each class by its descriptions, METS's template of the
     task's kind): ``{task: evaluate()'s dict}``.  The ECGs of all sets are embedded once."""
     if not sets:
         return {}
     rows = np.unique(np.concatenate([s.rows for s in sets.values()]))
-    emb = model.embed_ecgs(signals[rows], batch_size=batch_size, amp=amp)
+    emb = model.embed_ecgs(signals[rows], batch_size=batch_size)
     where = {r: k for k, r in enumerate(rows)}
     results = {}
     for name, s in sets.items():

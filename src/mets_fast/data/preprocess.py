@@ -13,6 +13,7 @@ from ..signal._checks import handle_nonfinite
 from .records import resample, select_leads, standard_lead
 
 NORMALIZATIONS = ("lead", "record", "none")
+RESAMPLE_MARGIN = 1.0  # seconds kept past the crop for the resampling filter's reach
 
 
 class Settings(NamedTuple):
@@ -131,6 +132,11 @@ def prepare_recording(signal: np.ndarray, fs: float, leads: Sequence[str],
         warnings.warn(f"the recording lacks the lead(s) {missing}; they are zeros",
                       stacklevel=2)
     x = x.astype(np.float64)
+    if not windows:
+        # only the first settings.seconds are kept: resampling the rest is wasted work.  The
+        # resampling filter reaches well under a second, so the samples kept are those a
+        # whole-record resampling (what the store's reader does) gives.
+        x = x[..., :int(np.ceil((settings.seconds + RESAMPLE_MARGIN) * float(fs)))]
     if float(fs) != settings.fs:
         x = handle_nonfinite(x, float(fs), "interpolate", name="signal")
         x = resample(x, float(fs), settings.fs)

@@ -179,7 +179,7 @@ class _Run:
         text = {"model": self.c.lm, "source": e.source, "identity": e.identity,
                 "pooling": e.pooling, "template": e.template, "max_length": e.max_length,
                 "dtype": e.dtype}
-        model = METSModel(e.dim, self.c.embed_dim, self.settings, text=text)
+        model = METSModel(e.dim, self.c.embed_dim, self.settings, text=text, amp=self.c.amp)
         model._text_encoder = e  # the trainer's own: no second copy of the language model
         return model.to(self.world.device)
 
@@ -242,7 +242,7 @@ class _Run:
                 bar.close()
             epoch_loss = distributed.mean(total_loss / steps_per_epoch, world)
             if world.main:
-                scores = evaluate_sets(model, signals, sets, amp=c.amp)
+                scores = evaluate_sets(model, signals, sets)
                 checkpoint.save_checkpoint(self.out, model, optimizer, epoch, step)
                 metrics.append({
                     "epoch": epoch, "loss": epoch_loss, "logit_scale": float(model.logit_scale.detach()),
