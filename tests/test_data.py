@@ -2,6 +2,7 @@
 and the prepare CLI."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -391,6 +392,34 @@ def test_store_round_trip_and_shrink(tmp_path):
     assert isinstance(store.signals, np.memmap) and store.preprocessing == {"clean": True}
     assert store.meta["superclass"][0] == ["NORM"] and store.split("train").tolist() == list(range(7))
     assert not list(tmp_path.glob(".s.tmp-*"))
+
+
+def test_shrink_truncates_in_place(tmp_path, monkeypatch):
+    """A shrink rewrites the header where it is and cuts the file: the same header length,
+    the file as long as the rows kept, and no copy of the rows in memory on the way."""
+    import tracemalloc
+
+    from mets_fast.data import store as store_module
+
+    rows, kept = 4000, 2500
+    with StoreWriter(tmp_path / "s", rows, ["I", "II"], 1000, 100, dtype="float32") as w:
+        w.signals[:kept] = 1.5
+        header = w.signals.offset
+        w.shrink(kept)
+        w.set_meta(_meta(kept))
+        rewrites = []
+        monkeypatch.setattr(store_module.os, "replace", lambda *a: rewrites.append(a) or
+                            os.rename(*a))
+        tracemalloc.start()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    path = tmp_path / "s" / "signals.npy"
+    assert not [r for r in rewrites if str(r[0]).endswith(".cut")]  # no second file either
+    assert peak < kept * 2 * 1000 * 4 / 10  # far below the 20 MB the kept rows hold
+    assert path.stat().st_size == header + kept * 2 * 1000 * 4
+    loaded = np.load(path, mmap_mode="r")
+    assert loaded.offset == header and loaded.shape == (kept, 2, 1000)
+    assert float(loaded[-1, -1, -1]) == 1.5
 
 
 def test_interrupted_write_leaves_nothing(tmp_path):

@@ -180,7 +180,10 @@ class StoreWriter:
 
 
 def _cut_npy(path: Path, n: int) -> None:
-    """Rewrites the .npy header for the first n rows and truncates the data after them."""
+    """Keeps the first `n` rows of a ``.npy`` file in place: its header is rewritten for the
+    new shape (numpy pads headers so that the row count can change without moving the data)
+    and the file truncated after row `n`.  Should the header ever change length, the rows are
+    copied behind the new header a block at a time, never all in memory."""
     fmt = np.lib.format
     with open(path, "r+b") as f:
         version = fmt.read_magic(f)
@@ -190,17 +193,24 @@ def _cut_npy(path: Path, n: int) -> None:
         shape, fortran, dtype = read(f)
         start = f.tell()
         new_shape = (n,) + tuple(shape[1:])
+        size = int(np.prod(new_shape)) * dtype.itemsize
+        header = {"descr": fmt.dtype_to_descr(dtype), "fortran_order": fortran,
+                  "shape": new_shape}
         f.seek(0)
-        f.write(fmt.magic(*version))
-        write(f, {"descr": fmt.dtype_to_descr(dtype), "fortran_order": fortran,
-                  "shape": new_shape})
-        if f.tell() != start:  # the header changed length: rewrite the whole file
-            f.seek(0)
-            data = np.load(path, mmap_mode="r")[:n].copy()
-            f.truncate(0)
-            np.save(f, data)
+        write(f, header)  # the magic string, then the header
+        if f.tell() == start:
+            f.truncate(start + size)
             return
-        f.truncate(start + int(np.prod(new_shape)) * dtype.itemsize)
+    tmp = path.with_name(path.name + ".cut")
+    with open(path, "rb") as src, open(tmp, "wb") as dst:
+        write(dst, header)
+        src.seek(start)
+        left = size
+        while left:
+            block = src.read(min(left, 1 << 24))
+            dst.write(block)
+            left -= len(block)
+    os.replace(tmp, path)
 
 
 def _fsync_dir(path: Path) -> None:
