@@ -76,7 +76,8 @@ def test_read_record_bad_files(tmp_path, twelve_lead, write_record):
 
 
 def test_fast_reader_matches_wfdb(twelve_lead, tiny_mitbih, shared_root, tmp_path):
-    from mets_fast.data.records import _read_plain, _read_with_wfdb
+    from mets_fast.data.records import _read_with_wfdb
+    from mets_fast.data.wfdb_fast import read_plain
 
     # format 212 with an odd number of samples in all: the file ends in two bytes, not three
     digital = np.random.default_rng(0).integers(-2000, 2000, (1001, 1))
@@ -88,7 +89,7 @@ def test_fast_reader_matches_wfdb(twelve_lead, tiny_mitbih, shared_root, tmp_pat
                   shared_root / "ptbxl/records100/00000/00001_lr"]
     for path in paths:
         header = path.with_name(path.name + ".hea")
-        fast, slow = _read_plain(path, header), _read_with_wfdb(path, header)
+        fast, slow = read_plain(path, header), _read_with_wfdb(path, header)
         assert fast is not None, path
         np.testing.assert_array_equal(fast[0], slow[0])
         assert fast[1:] == slow[1:]

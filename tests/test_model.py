@@ -106,7 +106,7 @@ def test_preprocess_reorders_leads_resamples_and_pads(make_ecg):
     assert len(missing) == 1 and "'I'" in missing[0] and "'V6'" in missing[0]
     assert got.shape == (12, 1000)
     # by hand: resample, reorder, pad, clean, normalise
-    from mets_fast.data.records import resample
+    from mets_fast.signal import resample
 
     low = resample(leads.astype(np.float64), 360, 100)
     order = np.zeros((12, low.shape[1]))
@@ -122,7 +122,7 @@ def test_preprocess_reorders_leads_resamples_and_pads(make_ecg):
 def test_a_long_recording_is_cropped_as_a_whole_record_resampling_crops_it(make_ecg):
     """prepare_recording resamples only the start it keeps; the samples equal those of the
     whole record resampled, then cropped (what the store's reader does)."""
-    from mets_fast.data.records import resample
+    from mets_fast.signal import resample
 
     x, _ = make_ecg(1000, seconds=38, seed=4)
     signal = np.stack([x, 0.7 * x])

@@ -11,8 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import mets_fast
-from mets_fast.data import STANDARD_LEADS
 from mets_fast.data.preprocess import Settings
 from mets_fast.linear_probe import label_subset
 from mets_fast.linear_probe import main as probe_main

@@ -13,9 +13,11 @@ from typing import Iterable, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
+from ..signal import resampled_length, to_samples
 from .preprocess import Settings, fit_length, preprocess
 from .records import STANDARD_LEADS, read_record, select_leads
-from .store import StoreWriter
+from .splits import split_groups
+from .store import LABEL_COLUMNS, StoreWriter, store_row
 
 BATCH = 256  # ECGs cleaned and written at a time
 
@@ -90,29 +92,25 @@ def mitbih_source(root: Path, settings: Settings, seed: int, step: float | None 
         except (OSError, ValueError) as exc:
             yield None, {"id": f"mitbih-{name}", "skip": f"{type(exc).__name__}: {exc}"}
             continue
-        base = {"patient": name, "split": "val" if name in held_out else "train",
-                "source": "mitbih"}
+        split = "val" if name in held_out else "train"
         if windows == "beats":
             cut = beat_windows(rec, settings.samples, symbols="".join(sorted(BEAT_SYMBOLS)),
                                per_symbol=per_symbol, seed=seed)
             signals = select_leads(cut.windows, rec.record.leads, settings.leads)[0]
             for k, (centre, symbol, label) in enumerate(zip(cut.centres, cut.symbols,
                                                              cut.labels)):
-                report = beat_report(rec, int(centre), symbol)
-                yield signals[k], {"id": f"mitbih-{name}-{int(centre)}", **base,
-                                   "report": report, "report_clean": report,
-                                   **beat_labels(rec, int(centre), symbol),
-                                   "beat": [label] if isinstance(label, str) else [],
-                                   "start": int(centre) - settings.samples // 2}
+                yield signals[k], store_row(
+                    f"mitbih-{name}-{int(centre)}", beat_report(rec, int(centre), symbol),
+                    split, "mitbih", **beat_labels(rec, int(centre), symbol), patient=name,
+                    beat=[label] if isinstance(label, str) else [],
+                    start=int(centre) - settings.samples // 2)
         else:
             cut, meta = mitbih_windows(rec, settings.seconds, step)
             signals = select_leads(cut, rec.record.leads, settings.leads)[0]
             for k, row in enumerate(meta.to_dict("records")):
-                yield signals[k], {"id": f"mitbih-{name}-{row['start']}", **base,
-                                   "report": row["report"], "report_clean": row["report"],
-                                   "superclass": row["superclass"],
-                                   "subclass": row["subclass"], "form": row["form"],
-                                   "rhythm": row["rhythm"], "start": row["start"]}
+                yield signals[k], store_row(
+                    f"mitbih-{name}-{row['start']}", row["report"], split, "mitbih",
+                    **{f: row[f] for f in LABEL_COLUMNS}, patient=name, start=row["start"])
 
 
 def mitbih_headers(root: Path) -> list:
@@ -155,18 +153,13 @@ def beat_symbols(header: Path) -> Counter:
 
 def wfdb_source(paths: list, settings: Settings, seed: int, workers: int):
     tasks = [(str(p), settings.fs, settings.leads, settings.samples) for p in paths]
-    order = np.random.default_rng(seed).permutation(len(paths))
-    split = np.empty(len(paths), dtype=object)
-    cut1, cut2 = int(round(0.8 * len(paths))), int(round(0.9 * len(paths)))
-    split[order[:cut1]], split[order[cut1:cut2]], split[order[cut2:]] = "train", "val", "test"
+    split = split_groups(np.arange(len(paths)), (0.8, 0.1, 0.1), seed)  # a record per patient
     for k, (signal, error) in enumerate(_map_records(tasks, workers)):
         name = f"wfdb-{Path(paths[k]).stem}"
         if error is not None:
             yield None, {"id": name, "skip": error}
             continue
-        yield signal, {"id": name, "report": "", "report_clean": "", "split": split[k],
-                       "source": "wfdb", "superclass": [], "subclass": [], "form": [],
-                       "rhythm": []}
+        yield signal, store_row(name, "", split[k], "wfdb")
 
 
 def write_store(out: Path, source: Iterable, n_max: int, settings: Settings,
@@ -222,16 +215,17 @@ def summarize(meta: pd.DataFrame, skipped: list) -> dict:
 
 
 def count_windows(header: Path, settings: Settings, step: float | None) -> int:
-    """Windows a MIT-BIH record will give, from its header alone."""
+    """Windows a MIT-BIH record will give, from its header alone (the length the reader will
+    produce, resampled)."""
     import wfdb
 
     try:
         h = wfdb.rdheader(str(header.with_suffix("")))
     except Exception:  # the reader reports the bad record when it gets there
         return 0
-    n = int(round(h.sig_len * settings.fs / h.fs))
+    n = resampled_length(h.sig_len, h.fs, settings.fs)
     width = settings.samples
-    hop = int(round((step or settings.seconds) * settings.fs))
+    hop = to_samples(step or settings.seconds, settings.fs)
     return max(0, (n - width) // hop + 1)
 
 
@@ -275,8 +269,8 @@ def open_source(kind: str, settings: Settings, *, root: Path | None = None,
         if windows == "beats":
             n_max = sum(min(k, PER_SYMBOL) for h in headers
                         for s, k in beat_symbols(h).items() if s in BEAT_SYMBOLS)
-        else:  # one spare window per record: resampling may round a record's length up
-            n_max = sum(count_windows(h, settings, step) + 1 for h in headers)
+        else:
+            n_max = sum(count_windows(h, settings, step) for h in headers)
         extra["windows"] = windows
         return Source(mitbih_source(Path(root), settings, seed, step, windows), n_max, extra)
     if kind == "wfdb":

@@ -11,7 +11,9 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from ..signal import segment_beats, to_samples
 from .records import Record, read_record
+from .splits import split_groups
 
 # METS's five beat classes (N normal, L left and R right bundle branch block, A atrial and
 # V ventricular premature beats); other beats have none.
@@ -153,8 +155,7 @@ def mitbih_windows(rec: MitbihRecord, seconds: float = 10.0, step: float | None 
     (``PVC`` when a ventricular premature beat is present, ``PAC`` for an atrial one) and
     ``superclass``/``subclass`` (``CD``/``CLBBB`` or ``CRBBB`` for bundle branch block)."""
     fs = rec.record.fs
-    width = int(round(seconds * fs))
-    hop = int(round((step or seconds) * fs))
+    width, hop = to_samples(seconds, fs), to_samples(step or seconds, fs)
     n = rec.record.signal.shape[1]
     starts = np.arange(0, n - width + 1, hop)
     signals = np.stack([rec.record.signal[:, s:s + width] for s in starts]) if len(starts) else \
@@ -200,9 +201,10 @@ def beat_windows(rec: MitbihRecord, samples: int, symbols: str | None = None,
                   for _, g in keep.groupby("symbol", sort=True)]
         keep = keep.loc[np.sort(np.concatenate(chosen))] if chosen else keep.iloc[:0]
     centres = keep["sample"].to_numpy()
-    windows = np.stack([rec.record.signal[:, c - half:c - half + samples] for c in centres]) \
-        if len(centres) else np.empty((0, rec.record.signal.shape[0], samples), np.float32)
-    return BeatWindows(windows.astype(np.float32, copy=False), keep["mets"].to_numpy(),
+    fs = rec.record.fs  # the cut is segment_beats', in seconds that round back to these samples
+    cut = segment_beats(rec.record.signal, fs, centres, before=half / fs,
+                        after=(samples - half) / fs, nan_policy="interpolate")
+    return BeatWindows(cut.beats.astype(np.float32, copy=False), keep["mets"].to_numpy(),
                        centres, keep["symbol"].to_numpy())
 
 
@@ -234,19 +236,19 @@ def validation_records(counts: dict, seed: int = 0, fraction: float = 0.25,
 
     `counts` maps a record name to its beat counts per class.  Among `tries` seeded random
     draws of ``round(fraction * len(counts))`` records, the first that covers the most
-    (class, side) pairs wins: no record is chosen by name, so the same rule serves any set of
-    MIT-BIH-format records.  Returns the names, sorted."""
+    (class, side) pairs wins (each draw is :func:`~mets_fast.data.splits.split_groups` of the
+    records): no record is chosen by name, so the same rule serves any set of MIT-BIH-format
+    records.  Returns the names, sorted."""
     names = sorted(counts)
     if len(names) < 2:
         return []
     size = min(len(names) - 1, max(1, int(round(fraction * len(names)))))
     table = np.array([[counts[r].get(c, 0) for c in classes] for r in names])
     total = table.sum(0)
-    rng = np.random.default_rng(seed)
+    share = (1 - size / len(names), size / len(names), 0.0)
     best, best_score = None, -1
-    for _ in range(tries):
-        pick = np.zeros(len(names), dtype=bool)
-        pick[rng.choice(len(names), size=size, replace=False)] = True
+    for attempt in range(tries):
+        pick = split_groups(names, share, seed=[seed, attempt]) == "val"
         val = table[pick].sum(0)
         score = int(((val >= min_count) & (total - val >= min_count)).sum())
         if score > best_score:
@@ -256,12 +258,6 @@ def validation_records(counts: dict, seed: int = 0, fraction: float = 0.25,
 
 def split_records(names, seed: int = 0, fractions=(0.7, 0.1, 0.2)) -> dict:
     """Assigns whole records to train/val/test (never windows of one record on both sides),
-    shuffled reproducibly with `seed`."""
+    reproducibly with `seed` (:func:`~mets_fast.data.splits.split_groups`)."""
     names = sorted(names)
-    order = np.random.default_rng(seed).permutation(len(names))
-    cut1 = int(round(fractions[0] * len(names)))
-    cut2 = cut1 + int(round(fractions[1] * len(names)))
-    split = {}
-    for rank, k in enumerate(order):
-        split[names[k]] = "train" if rank < cut1 else ("val" if rank < cut2 else "test")
-    return split
+    return dict(zip(names, split_groups(names, fractions, seed)))

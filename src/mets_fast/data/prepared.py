@@ -13,6 +13,7 @@ from typing import NamedTuple
 from .build import PER_SYMBOL, mitbih_headers, open_source, write_store
 from .preprocess import Settings
 from .records import STANDARD_LEADS
+from .splits import SPLIT_SCHEME
 from .store import VERSION as STORE_VERSION
 from .store import ECGStore
 
@@ -76,7 +77,8 @@ def prepared_store(spec: DataSpec, *, n: int = 10000, settings: Settings | None 
 
     settings = settings or SOURCE_SETTINGS[spec.kind]
     key = {"kind": spec.kind, "settings": settings.as_dict(), "seed": DATA_SEED,
-           "recipe": RECIPE_VERSION, "store_version": STORE_VERSION}
+           "recipe": RECIPE_VERSION, "split_scheme": SPLIT_SCHEME,
+           "store_version": STORE_VERSION}
     if spec.kind == "synthetic":
         key["n"] = int(n)
     else:

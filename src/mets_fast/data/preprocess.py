@@ -9,8 +9,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from ..signal._checks import handle_nonfinite
-from .records import resample, select_leads, standard_lead
+from ..signal import handle_nonfinite, resample, to_samples
+from .records import select_leads, standard_lead
 
 NORMALIZATIONS = ("lead", "record", "none")
 RESAMPLE_MARGIN = 1.0  # seconds kept past the crop for the resampling filter's reach
@@ -32,7 +32,7 @@ class Settings(NamedTuple):
     @property
     def samples(self) -> int:
         """Samples per lead of every stored ECG."""
-        return int(round(self.fs * self.seconds))
+        return to_samples(self.seconds, self.fs)
 
     def as_dict(self) -> dict:
         return {**self._asdict(), "leads": list(self.leads)}

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
-import scipy.signal
-
-from ..signal._checks import handle_nonfinite
+from ..signal import handle_nonfinite, resample
+from .wfdb_fast import read_plain, require_file
 
 STANDARD_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
@@ -67,7 +65,7 @@ def read_record(path: str | os.PathLike, fs: float | None = None,
     header_file = base.with_name(base.name + ".hea")
     if not header_file.is_file():
         raise FileNotFoundError(f"WFDB header not found: {header_file}")
-    read = _read_plain(base, header_file)
+    read = read_plain(base, header_file)
     if read is None:  # anything but a plain single-segment format 16/212 record
         read = _read_with_wfdb(base, header_file)
     signal, source_fs, raw_names, comments = read
@@ -115,7 +113,7 @@ def _read_with_wfdb(base: Path, header_file: Path) -> tuple:
     if not header.n_sig:
         raise ValueError(f"WFDB header {header_file} declares no signals")
     for file_name in dict.fromkeys(header.file_name or []):
-        _require(base.parent / file_name, header_file)
+        require_file(base.parent / file_name, header_file)
     try:
         record = wfdb.rdrecord(str(base), physical=True)
     except Exception as exc:
@@ -127,100 +125,3 @@ def _read_with_wfdb(base: Path, header_file: Path) -> tuple:
                          f"{header.sig_len} samples, the data hold {got}")
     return (np.asarray(signal, dtype=np.float64).T, float(record.fs), tuple(record.sig_name),
             tuple(record.comments or ()))
-
-
-def _require(data_file: Path, header_file: Path) -> None:
-    if not data_file.is_file():
-        raise FileNotFoundError(f"WFDB signal file not found: {data_file} "
-                                f"(named in {header_file})")
-
-
-# Invalid-sample codes of the two formats the fast path decodes (wfdb reads them as NaN).
-_INVALID = {"16": -32768, "212": -2048}
-
-
-def _read_plain(base: Path, header_file: Path) -> tuple | None:
-    """The fast path for the common case, PTB-XL's and MIT-BIH's: a single-segment record whose
-    signals are stored in format 16 or 212 without skew or byte offsets.  The header is parsed
-    here and the samples decoded with NumPy, an order of magnitude faster than wfdb's general
-    reader (whose header parsing dominates on short records); anything else returns None and
-    goes to wfdb.  tests/test_data.py checks that both paths agree."""
-    try:
-        lines = header_file.read_text(errors="replace").splitlines()
-    except OSError:
-        return None
-    comments = tuple(line[1:].strip() for line in lines if line.startswith("#"))
-    fields = [line.split() for line in lines if line.strip() and not line.startswith("#")]
-    if not fields or len(fields[0]) < 4 or "/" in fields[0][0]:
-        return None
-    try:
-        n_sig, sig_len = int(fields[0][1]), int(fields[0][3])
-        fs = float(fields[0][2].split("/")[0].split("(")[0])
-    except ValueError:
-        return None
-    if n_sig < 1 or len(fields) != n_sig + 1:
-        return None
-    files: dict = {}
-    names, scale = [], []
-    for k, f in enumerate(fields[1:]):
-        if len(f) < 9 or f[1] not in _INVALID:
-            return None
-        gain_text = f[2].split("/")[0]
-        try:
-            adc_zero = int(f[4])
-            if "(" in gain_text:
-                gain, baseline = gain_text.rstrip(")").split("(")
-                gain, baseline = float(gain), int(baseline)
-            else:
-                gain, baseline = float(gain_text), adc_zero
-        except ValueError:
-            return None
-        files.setdefault((f[0], f[1]), []).append(k)
-        names.append(" ".join(f[8:]))
-        scale.append((gain or 200.0, baseline))  # a gain of 0 means WFDB's default, 200
-    signal = np.empty((n_sig, sig_len))
-    for (file_name, fmt), channels in files.items():
-        data_file = base.parent / file_name
-        _require(data_file, header_file)
-        digital = _decode(data_file, fmt, len(channels), sig_len, base)
-        for column, k in enumerate(channels):
-            gain, baseline = scale[k]
-            row = (digital[:, column] - baseline) / gain
-            row[digital[:, column] == _INVALID[fmt]] = np.nan
-            signal[k] = row
-    return signal, fs, tuple(names), comments
-
-
-def _decode(data_file: Path, fmt: str, channels: int, sig_len: int, base: Path) -> np.ndarray:
-    raw = np.fromfile(data_file, dtype=np.uint8)
-    if fmt == "16":
-        need = 2 * channels * sig_len
-        if raw.size < need:
-            raise ValueError(f"WFDB record {base} is truncated: {data_file} holds {raw.size} "
-                             f"bytes, the header needs {need}")
-        return raw[:need].view("<i2").reshape(sig_len, channels).astype(np.int32)
-    # format 212: two 12-bit samples in three bytes, interleaved over the channels
-    total = channels * sig_len
-    need = (total * 3 + 1) // 2
-    if raw.size < need:
-        raise ValueError(f"WFDB record {base} is truncated: {data_file} holds {raw.size} "
-                         f"bytes, the header needs {need}")
-    # an odd count may end in two bytes rather than a whole triple: pad it to one
-    pairs = np.zeros((total + 1) // 2 * 3, dtype=np.int32)
-    pairs[:need] = raw[:need]
-    pairs = pairs.reshape(-1, 3)
-    out = np.empty(pairs.shape[0] * 2, dtype=np.int32)
-    out[0::2] = pairs[:, 0] | ((pairs[:, 1] & 0x0F) << 8)
-    out[1::2] = pairs[:, 2] | ((pairs[:, 1] & 0xF0) << 4)
-    out[out >= 2048] -= 4096
-    return out[:total].reshape(sig_len, channels)
-
-
-def resample(x: np.ndarray, fs: float, target: float) -> np.ndarray:
-    """Polyphase resampling along the last axis from `fs` to `target` Hz (NaN-free input)."""
-    if fs <= 0 or target <= 0:
-        raise ValueError(f"sampling rates must be positive, got {fs} and {target}")
-    ratio = Fraction(target / fs).limit_denominator(1000)
-    if ratio == 1:
-        return x
-    return scipy.signal.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)

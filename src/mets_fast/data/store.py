@@ -23,12 +23,24 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .splits import SPLITS
+
 FORMAT = "mets_fast.ecgstore"
 VERSION = 1
 REQUIRED_COLUMNS = ("id", "report", "report_clean", "split", "source", "superclass", "subclass",
                     "form", "rhythm")
 LABEL_COLUMNS = ("superclass", "subclass", "form", "rhythm")
-SPLITS = ("train", "val", "test")
+
+
+def store_row(id: str, report: str, split: str | None, source: str, *,
+              report_clean: str | None = None, superclass=(), subclass=(), form=(), rhythm=(),
+              **extra) -> dict:
+    """One ECG's metadata row with every required column (label columns as lists of codes;
+    ``report_clean`` defaults to the report itself), then any `extra` columns."""
+    return {"id": id, "report": report,
+            "report_clean": report if report_clean is None else report_clean,
+            "split": split, "source": source, "superclass": list(superclass),
+            "subclass": list(subclass), "form": list(form), "rhythm": list(rhythm), **extra}
 
 
 class ECGStore:

@@ -20,7 +20,10 @@ import numba
 import numpy as np
 import pandas as pd
 
+from ..signal import to_samples
 from .records import STANDARD_LEADS
+from .splits import split_groups
+from .store import REQUIRED_COLUMNS, store_row
 from .tasks import ZeroShotTask
 
 # Lead vectors in (left, inferior, anterior) coordinates: limb leads in the frontal plane at their
@@ -146,9 +149,7 @@ def synthetic_corpus(n: int, seed: int = 0, fs: float = 100.0, seconds: float = 
         raise ValueError(f"fs must be at least 50 Hz, got {fs!r}")
     if not seconds > 1:
         raise ValueError(f"seconds must exceed 1, got {seconds!r}")
-    if len(split) != 3 or min(split) < 0 or abs(sum(split) - 1) > 1e-9:
-        raise ValueError(f"split must be three non-negative fractions summing to 1, got {split}")
-    samples = int(round(fs * seconds))
+    samples = to_samples(seconds, fs)
     waves, offsets, atrial, noise, rows = [], [0], [], [], []
     for i in range(n):
         rng = np.random.default_rng([seed, i])
@@ -163,16 +164,9 @@ def synthetic_corpus(n: int, seed: int = 0, fs: float = 100.0, seconds: float = 
     if n:
         _render(np.concatenate(waves), np.asarray(offsets), np.stack(atrial), np.stack(noise),
                 float(fs), np.int64(seed), signals)
-    meta = pd.DataFrame(rows)
-    if n:
-        order = np.random.default_rng([seed, 2**31]).permutation(n)
-        cut1, cut2 = int(round(split[0] * n)), int(round((split[0] + split[1]) * n))
-        names = np.empty(n, dtype=object)
-        names[order[:cut1]], names[order[cut1:cut2]], names[order[cut2:]] = "train", "val", "test"
-        meta.insert(3, "split", names)
-    else:
-        meta = pd.DataFrame(columns=["id", "report", "report_clean", "split", "source",
-                                     "superclass", "subclass", "form", "rhythm", "conditions"])
+    meta = pd.DataFrame(rows, columns=list(REQUIRED_COLUMNS) + ["conditions"])
+    # every ECG is its own patient
+    meta["split"] = split_groups(np.arange(n), split, seed=[seed, 2**31])
     return signals, meta
 
 
@@ -206,10 +200,9 @@ def _annotate(rng, conditions: list, i: int, seed: int) -> dict:
     elif diagnostic and rng.random() < 0.5:
         statements.append("abnormal ecg")
     report = ". ".join(statements) + "."
-    return {"id": f"synthetic-{seed}-{i}", "report": report, "report_clean": report,
-            "source": "synthetic", "superclass": superclass, "subclass": subclass,
-            "form": sorted({f for c in found for f in c.form}),
-            "rhythm": [c.rhythm for c in found if c.rhythm], "conditions": conditions}
+    return store_row(f"synthetic-{seed}-{i}", report, None, "synthetic", superclass=superclass,
+                     subclass=subclass, form=sorted({f for c in found for f in c.form}),
+                     rhythm=[c.rhythm for c in found if c.rhythm], conditions=conditions)
 
 
 def _unit(v):

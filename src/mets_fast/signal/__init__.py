@@ -8,7 +8,9 @@ first use and cached on disk, and run rows in parallel on Numba's threads
 
 from .beats import Beats, heart_rate, rr_intervals, segment_beats
 from .filters import bandpass, clean, notch, remove_baseline
+from ._checks import handle_nonfinite
 from .peaks import detect_rpeaks
+from .resample import resample, resampled_length, to_samples
 from .scoring import BeatMatch, match_beats
 
 __all__ = [
@@ -23,4 +25,8 @@ __all__ = [
     "heart_rate",
     "match_beats",
     "BeatMatch",
+    "resample",
+    "resampled_length",
+    "to_samples",
+    "handle_nonfinite",
 ]

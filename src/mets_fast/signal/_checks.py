@@ -6,6 +6,8 @@ from numbers import Real
 
 import numpy as np
 
+from .resample import to_samples
+
 MIN_FS = 50.0  # Hz; below this a QRS complex is a sample or two wide
 
 NAN_POLICIES = ("raise", "interpolate")
@@ -69,7 +71,7 @@ def handle_nonfinite(x: np.ndarray, fs: float, nan_policy: str, max_gap: float =
         )
     out = np.array(x, copy=True)
     rows = out.reshape(-1, out.shape[-1])
-    limit = int(round(max_gap * fs))
+    limit = to_samples(max_gap, fs)
     for r, row_bad in enumerate(bad.reshape(-1, out.shape[-1])):
         if not row_bad.any():
             continue

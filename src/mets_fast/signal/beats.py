@@ -9,6 +9,7 @@ import numpy as np
 
 from ._checks import as_signal, check_fs, handle_nonfinite
 from .peaks import detect_rpeaks
+from .resample import to_samples
 
 
 class Beats(NamedTuple):
@@ -49,7 +50,7 @@ def segment_beats(x: np.ndarray, fs: float, rpeaks: np.ndarray | None = None,
     if rpeaks is None:
         rpeaks = detect_rpeaks(leads, fs)
     rpeaks = _check_indices(rpeaks, n)
-    lo, hi = int(round(before * fs)), int(round(after * fs))
+    lo, hi = to_samples(before, fs), to_samples(after, fs)
     keep = rpeaks[(rpeaks - lo >= 0) & (rpeaks + hi <= n)]
     out = np.empty((keep.shape[0], leads.shape[0], lo + hi), dtype=leads.dtype)
     _cut(np.ascontiguousarray(leads), keep, lo, out)

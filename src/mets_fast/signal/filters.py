@@ -16,6 +16,7 @@ from . import iir
 from .iir import filtfilt_lanes, from_lanes, to_lanes
 from .simd import LANES
 from ._checks import as_signal, check_cutoff, check_fs, handle_nonfinite
+from .resample import to_samples
 
 
 def bandpass(x: np.ndarray, fs: float, low: float = 0.5, high: float = 40.0, order: int = 4,
@@ -100,7 +101,7 @@ def baseline_plan(fs: float, qrs_window: float = 0.2, wave_window: float = 0.6,
     q = max(1, int(fs // rate))
 
     def odd(seconds):
-        return max(1, 2 * int(round(seconds * fs / q) // 2) + 1)
+        return max(1, 2 * (to_samples(seconds, fs / q) // 2) + 1)
 
     return q, odd(qrs_window), odd(wave_window)
 

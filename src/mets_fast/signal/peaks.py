@@ -7,6 +7,7 @@ import numpy as np
 
 from . import iir
 from ._checks import as_signal, check_fs, handle_nonfinite
+from .resample import to_samples
 
 # The detector's constants, all in seconds or relative units (fs-independent).
 QRS_BAND = (8.0, 20.0)  # Hz: where QRS energy dominates P and T waves
@@ -71,7 +72,7 @@ def detect_rpeaks(x: np.ndarray, fs: float, *, nan_policy: str = "raise") -> np.
     band = iir.filtfilt(leads, iir.butter(2, QRS_BAND[0], QRS_BAND[1], fs))
 
     def samples(seconds):
-        return max(1, int(round(seconds * fs)))
+        return max(1, to_samples(seconds, fs))
 
     return _detect(leads, band, samples(QRS_WINDOW), samples(BEAT_WINDOW),
                    samples(LEVEL_WINDOW), OFFSET, samples(SEARCH), samples(BASELINE_LAG),

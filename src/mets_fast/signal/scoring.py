@@ -8,6 +8,7 @@ import numba
 import numpy as np
 
 from ._checks import check_fs
+from .resample import to_samples
 
 
 class BeatMatch(NamedTuple):
@@ -50,7 +51,7 @@ def match_beats(detected: np.ndarray, reference: np.ndarray, fs: float,
         intervals = np.asarray(exclude, dtype=np.int64).reshape(-1, 2)
         detected = detected[~_inside(detected, intervals)]
         reference = reference[~_inside(reference, intervals)]
-    tp = _greedy_match(detected, reference, int(round(tolerance * fs)))
+    tp = _greedy_match(detected, reference, to_samples(tolerance, fs))
     return BeatMatch(tp, len(detected) - tp, len(reference) - tp)
 
 
