@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from mets_fast.text import FrozenTextEncoder, default_model_dir, tiny_test_model
+from mets_fast.text import FrozenTextEncoder, default_model_dir
 from mets_fast.text.cache import EmbeddingCache
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_test_model(tmp_path_factory.mktemp("tiny") / "bert")
+def tiny(tiny_lm):
+    return tiny_lm
 
 
 def direct(model_dir, texts, pooling="mean", max_length=256):
@@ -71,14 +71,14 @@ def test_dedupes_and_embeds_only_what_the_cache_lacks(tiny, tmp_path, monkeypatc
     assert enc.encode([]).shape == (0, enc.dim)
 
 
-def test_cache_keys_on_template_pooling_and_model_content(tiny, tmp_path):
+def test_cache_keys_on_template_pooling_and_model_content(tiny, tmp_path, make_tiny_lm):
     enc = FrozenTextEncoder(tiny, cache_dir=tmp_path)
     a = enc.encode(["sinus rhythm"])
     b = enc.encode(["sinus rhythm"], template="{}")
     assert not np.allclose(a, b)
     assert FrozenTextEncoder(tiny, pooling="cls", cache_dir=tmp_path).space() != enc.space()
     # a changed weight file changes the model's identity, so old entries are not served
-    other = tiny_test_model(tmp_path / "other", seed=1)
+    other = make_tiny_lm(tmp_path / "other", seed=1)
     assert FrozenTextEncoder(other, cache_dir=tmp_path).space() != enc.space()
     import shutil
 

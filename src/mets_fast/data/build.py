@@ -133,7 +133,7 @@ def mitbih_validation(headers: list, seed: int) -> list:
         classes: Counter = Counter()
         for symbol, k in beat_symbols(h).items():
             if symbol in METS_CLASSES:
-                classes[METS_CLASSES[symbol]] += k
+                classes[symbol] += k
         counts[h.stem] = classes
     return validation_records(counts, seed=seed)
 

@@ -17,7 +17,7 @@ from .splits import split_groups
 
 # METS's five beat classes (N normal, L left and R right bundle branch block, A atrial and
 # V ventricular premature beats); other beats have none.
-METS_CLASSES = {"N": "N", "L": "L", "R": "R", "A": "A", "V": "V"}
+METS_CLASSES = ("N", "L", "R", "A", "V")
 METS_CLASS_NAMES = {"N": "normal beat", "L": "left bundle branch block beat",
                     "R": "right bundle branch block beat", "A": "atrial premature beat",
                     "V": "premature ventricular contraction"}
@@ -102,7 +102,7 @@ def read_mitbih(path: str | os.PathLike, fs: float | None = None) -> MitbihRecor
     symbols = np.asarray(ann.symbol)
     is_beat = np.isin(symbols, list(BEAT_SYMBOLS))
     beats = pd.DataFrame({"sample": samples[is_beat], "symbol": symbols[is_beat]})
-    beats["mets"] = beats["symbol"].map(METS_CLASSES)
+    beats["mets"] = beats["symbol"].where(beats["symbol"].isin(METS_CLASSES), None)
     beats["aami"] = beats["symbol"].map(AAMI_CLASSES)
     notes = [(s, (note or "").strip("\x00 ")) for s, note in zip(samples, ann.aux_note)]
     changes = [(s, note) for s, note in notes if note.startswith("(")]

@@ -294,8 +294,8 @@ def mitbih_probe_sets(root: Path, settings: Settings, per_record: int = 500,
     from ..data.mitbih import METS_CLASSES, beat_windows, read_mitbih, validation_records
 
     headers = mitbih_headers(root)
-    counts = {h.stem: {METS_CLASSES[s]: k for s, k in beat_symbols(h).items()
-                       if s in METS_CLASSES} for h in headers}
+    counts = {h.stem: {s: k for s, k in beat_symbols(h).items() if s in METS_CLASSES}
+              for h in headers}
     test = set(validation_records(counts, seed=DATA_SEED, fraction=0.5))
     sides = {"train": ([], []), "test": ([], [])}
     for header in headers:

@@ -131,7 +131,7 @@ def clean(x: np.ndarray, fs: float, *, low: float = 0.5, high: float = 40.0,
     iir.check_length(n, max(band.padlen, notch_filter.padlen))
     rows = np.ascontiguousarray(x.reshape(-1, n))
     out = np.empty_like(rows)
-    _clean_rows(rows, *baseline_plan(fs), band[1:4], notch_filter[1:4], out)
+    _clean_rows(rows, *baseline_plan(fs), kernel_args(band), kernel_args(notch_filter), out)
     return out.reshape(x.shape)
 
 
@@ -139,6 +139,11 @@ def clean(x: np.ndarray, fs: float, *, low: float = 0.5, high: float = 40.0,
 def _remove_baseline_rows(x, q, w1, w2, out):
     for r in numba.prange(x.shape[0]):
         baseline_row(x[r], q, w1, w2, out[r])
+
+
+def kernel_args(f: iir.SOSFilter) -> tuple:
+    """What the kernels take of a filter: (coeffs, gains, padlen)."""
+    return f.coeffs, f.gains, f.padlen
 
 
 @numba.njit(cache=True, parallel=True)

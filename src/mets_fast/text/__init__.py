@@ -6,7 +6,7 @@ text is embedded at most once, ever (the cache lives under ``~/.cache/mets_fast/
 
 from .cache import EmbeddingCache, default_cache_dir
 from .encoder import REPORT_TEMPLATE, FrozenTextEncoder, pool
-from .models import default_model_dir, tiny_test_model
+from .models import default_model_dir
 
 __all__ = ["FrozenTextEncoder", "REPORT_TEMPLATE", "EmbeddingCache", "default_cache_dir",
-           "default_model_dir", "tiny_test_model", "pool"]
+           "default_model_dir", "pool"]

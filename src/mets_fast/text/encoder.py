@@ -163,9 +163,8 @@ def space_key(identity: str, pooling: str, max_length: int, template: str,
     """The key of an embedding space: a hash of the model files' identity, the pooling, the
     maximum length, the template and the arithmetic (what decides a vector besides its text).
     A trained model's config records these, so its space is known without loading the model."""
-    key = {"model": identity, "pooling": pooling, "max_length": max_length, "template": template}
-    if dtype != "float32":  # float32 spaces keep the key they always had
-        key["dtype"] = dtype
+    key = {"model": identity, "pooling": pooling, "max_length": max_length, "template": template,
+           "dtype": dtype}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 

@@ -1,4 +1,4 @@
-"""Finding the language model's files and naming their content; a tiny BERT for tests."""
+"""Finding the language model's files and naming their content."""
 
 from __future__ import annotations
 
@@ -67,41 +67,3 @@ def _hub_snapshot(model_id: str) -> Path | None:
         return Path(snapshot_download(model_id, local_files_only=True))
     except Exception:
         return None
-
-
-def tiny_test_model(path: str | os.PathLike, seed: int = 0, hidden: int = 32) -> Path:
-    """Writes a tiny random BERT (2 layers, `hidden` wide) with a WordPiece tokenizer covering
-    ECG-report words into `path`, loadable with ``FrozenTextEncoder(model=path)``: for fast
-    tests with no download.  The tokenizer is saved as ``tokenizer.json`` (transformers 5 ignores
-    a bare vocabulary file passed to ``BertTokenizerFast``)."""
-    import torch
-    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
-    from tokenizers.models import WordPiece
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    words = ("sinus rhythm normal ecg atrial fibrillation flutter left right bundle branch block "
-             "axis deviation the report of is that premature ventricular contraction inferior "
-             "anterior infarction hypertrophy low voltage st t wave changes non specific a b c d "
-             "e f g h i j k l m n o p q r s u v w x y z 0 1 2 3 4 5 6 7 8 9 . , - ( ) :").split()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    vocab = {tok: k for k, tok in enumerate(specials + sorted(set(words))
-                                            + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"])}
-    tokenizer = Tokenizer(WordPiece(vocab, unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]),
-                                                 ("[SEP]", vocab["[SEP]"])])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]",
-                                   pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-                                   mask_token="[MASK]", model_max_length=128)
-    fast.save_pretrained(path)
-    torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=2 * hidden,
-                        max_position_embeddings=128, pad_token_id=0)
-    BertModel(config).save_pretrained(path, safe_serialization=True)
-    (path / "mets_fast_test_model.json").write_text(json.dumps({"seed": seed}))
-    return path
