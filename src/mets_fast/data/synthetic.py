@@ -128,8 +128,13 @@ SYNTHETIC_TASKS = {
 }
 
 
+class Corpus(NamedTuple):
+    signals: np.ndarray  # (n, 12, samples) float32, mV
+    meta: pd.DataFrame
+
+
 def synthetic_corpus(n: int, seed: int = 0, fs: float = 100.0, seconds: float = 10.0,
-                     split: tuple = (0.8, 0.1, 0.1)):
+                     split: tuple = (0.8, 0.1, 0.1)) -> Corpus:
     """`n` synthetic 12-lead ECGs with reports and labels.
 
     Args:
@@ -167,7 +172,7 @@ def synthetic_corpus(n: int, seed: int = 0, fs: float = 100.0, seconds: float = 
     meta = pd.DataFrame(rows, columns=list(REQUIRED_COLUMNS) + ["conditions"])
     # every ECG is its own patient
     meta["split"] = split_groups(np.arange(n), split, seed=[seed, 2**31])
-    return signals, meta
+    return Corpus(signals, meta)
 
 
 def _draw_conditions(rng) -> list:
