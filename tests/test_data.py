@@ -441,7 +441,7 @@ def test_interrupted_prepare_process_leaves_no_store(tmp_path):
     code = ("import sys, numpy as np; from mets_fast import prepare as p\n"
             "from mets_fast.data import build\n"
             "def bad(*a, **k):\n"
-            "    yield np.zeros((12, 1000), np.float32), None\n"
+            "    yield build.Item(np.zeros((12, 1000), np.float32), {})\n"
             "    raise SystemExit(3)\n"
             "build.wfdb_source = bad\n"
             f"p.main(['wfdb', 'x', '--out', r'{tmp_path / 'out'}', '--quiet'])\n")

@@ -166,6 +166,7 @@ def mitbih_windows(rec: MitbihRecord, seconds: float = 10.0,
     ``start`` (sample), ``report``, ``rhythm`` (PTB-XL rhythm codes present), ``form``
     (``PVC`` when a ventricular premature beat is present, ``PAC`` for an atrial one) and
     ``superclass``/``subclass`` (``CD``/``CLBBB`` or ``CRBBB`` for bundle branch block)."""
+    _check_record(rec, "mitbih_windows")
     fs = rec.record.fs
     width, hop = to_samples(seconds, fs), to_samples(step or seconds, fs)
     n = rec.record.signal.shape[1]
@@ -202,6 +203,7 @@ def beat_windows(rec: MitbihRecord, samples: int, symbols: str | None = None,
 
     Returns ``BeatWindows(windows (n, leads, samples) float32, labels (METS class or None),
     centres (samples), symbols)`` in the record's order."""
+    _check_record(rec, "beat_windows")
     half = samples // 2
     n = rec.record.signal.shape[1]
     keep = rec.beats[rec.beats["symbol"].isin(list(symbols))] if symbols is not None else \
@@ -266,6 +268,12 @@ def validation_records(counts: dict, seed: int = 0, fraction: float = 0.25,
         if score > best_score:
             best, best_score = pick, score
     return [n for n, p in zip(names, best) if p]
+
+
+def _check_record(rec, name: str) -> None:
+    if not isinstance(rec, MitbihRecord):
+        raise TypeError(f"{name} takes a record read by read_mitbih (a MitbihRecord), got "
+                        f"{type(rec).__name__}: read it first, {name}(read_mitbih(path), ...)")
 
 
 def split_records(names, seed: int = 0, fractions=(0.7, 0.1, 0.2)) -> dict:
