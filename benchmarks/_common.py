@@ -18,13 +18,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def shared_data(item: str) -> Path | None:
-    """`item` (a path relative to the shared data folder) under $METS_FAST_DATA or
-    ../shared/data beside the checkout, whichever holds it first; None where neither does."""
-    env = os.environ.get("METS_FAST_DATA")
-    for root in ([Path(env)] if env else []) + [Path(__file__).resolve().parents[2] / "shared/data"]:
-        if (root / item).exists():
-            return root / item
-    return None
+    """`item` in the shared data folder (:func:`mets_fast.data.shared.shared_data`), or None."""
+    from mets_fast.data.shared import shared_data as locate
+
+    return locate(item, anchor=__file__)
 
 
 def machine() -> dict:

@@ -84,10 +84,11 @@ double loss_backward(py::array a, py::array b, py::array norm_a, py::array norm_
     return mets::kernels<T>().loss_backward(op, offset, symmetric, lr, lc, s, grad, ga, gb);
 }
 
+// The similarity is always of normalised rows (its one use: cosine scores).
 template <class T>
 void similarity_forward(py::array a, py::array b, py::array norm_a, py::array norm_b,
-                        py::array out, double scale, bool normalize, int threads) {
-    Operands<T> op = operands<T>(a, b, norm_a, norm_b, scale, normalize, threads);
+                        py::array out, double scale, int threads) {
+    Operands<T> op = operands<T>(a, b, norm_a, norm_b, scale, true, threads);
     T* o = buffer<T>(out, "out", op.rows * op.cols, true);
     py::gil_scoped_release release;
     mets::kernels<T>().similarity_forward(op, o);
@@ -96,8 +97,8 @@ void similarity_forward(py::array a, py::array b, py::array norm_a, py::array no
 template <class T>
 double similarity_backward(py::array a, py::array b, py::array norm_a, py::array norm_b,
                            py::array grad_out, py::array da, py::array db, double scale,
-                           bool normalize, int threads) {
-    Operands<T> op = operands<T>(a, b, norm_a, norm_b, scale, normalize, threads);
+                           int threads) {
+    Operands<T> op = operands<T>(a, b, norm_a, norm_b, scale, true, threads);
     const T* g = buffer<T>(grad_out, "grad_out", op.rows * op.cols, false);
     T* ga = buffer<T>(da, "da", op.rows * op.dim, true);
     T* gb = buffer<T>(db, "db", op.cols * op.dim, true);
@@ -133,10 +134,11 @@ PYBIND11_MODULE(_C, m) {
           "by loss_forward when given them, else recomputes them.");
     m.def("similarity_forward", METS_BY_DTYPE(similarity_forward), py::arg("a"), py::arg("b"),
           py::arg("norm_a"), py::arg("norm_b"), py::arg("out"), py::arg("scale"),
-          py::arg("normalize"), py::arg("threads"));
+          py::arg("threads"), "Writes scale * normalize(a) normalize(b)^T and the row norms.");
     m.def("similarity_backward", METS_BY_DTYPE(similarity_backward), py::arg("a"), py::arg("b"),
           py::arg("norm_a"), py::arg("norm_b"), py::arg("grad_out"), py::arg("da"), py::arg("db"),
-          py::arg("scale"), py::arg("normalize"), py::arg("threads"));
+          py::arg("scale"), py::arg("threads"),
+          "Writes dL/da and dL/db from dL/dS; returns dL/dscale.");
     m.def("isa", []() { return mets::active_isa(); }, "The instruction set the kernels use.");
     m.def("available_isas", &mets::available_isas,
           "Instruction sets built into this module that this CPU runs, widest first.");

@@ -483,9 +483,6 @@ double backward_pass(const Prepared<T>& pr, T* da, T* db, bool pack, MakeTile&& 
 // Entry points
 // ---------------------------------------------------------------------------------------------
 
-#define METS_STR2(x) #x
-#define METS_STR(x) METS_STR2(x)
-const char* isa_name() { return METS_STR(METS_ISA); }
 
 template <class T>
 double loss_forward(const Operands<T>& op, int64_t offset, bool symmetric, T* lse_row,

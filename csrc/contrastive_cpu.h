@@ -23,7 +23,6 @@ template <class T> struct Operands {
 // then reads them from there instead of recomputing them, a quarter of its multiply-adds.
 #define METS_DECLARE_CPU_KERNELS(ns)                                                               \
     namespace ns {                                                                                 \
-    const char* isa_name();                                                                        \
     template <class T>                                                                             \
     double loss_forward(const Operands<T>& op, int64_t offset, bool symmetric, T* lse_row,         \
                         T* lse_col, T* logits);                                                    \

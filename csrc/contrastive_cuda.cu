@@ -65,7 +65,10 @@ template <class In> struct Side {
     const In* data;
     const float* norm;
     int64_t rows;
-    __device__ float scale(int64_t r, bool normalize) const { return inv_norm(norm[r], normalize); }
+    // 1 / max(|row r|, eps), or 1 without normalisation: what row r is multiplied by
+    __device__ float inv_norm_of(int64_t r, bool normalize) const {
+        return inv_norm(norm[r], normalize);
+    }
 };
 
 // acc[i][j] = x^(r0 + ty + 16 i) . y^(c0 + tx + 16 j) (unscaled; zero outside the operands).
@@ -86,10 +89,10 @@ __device__ void logits_tile(const Side<In>& x, int64_t r0, const Side<In>& y, in
             const int64_t gx = r0 + r, gy = c0 + r;
             const int gk = k0 + k;
             xs[k][r] = gx < x.rows && gk < dim
-                           ? to_float(x.data[gx * dim + gk]) * x.scale(gx, normalize)
+                           ? to_float(x.data[gx * dim + gk]) * x.inv_norm_of(gx, normalize)
                            : 0.f;
             ys[k][r] = gy < y.rows && gk < dim
-                           ? to_float(y.data[gy * dim + gk]) * y.scale(gy, normalize)
+                           ? to_float(y.data[gy * dim + gk]) * y.inv_norm_of(gy, normalize)
                            : 0.f;
         }
         __syncthreads();
@@ -215,7 +218,7 @@ __global__ void __launch_bounds__(THREADS)
                 const int64_t c = c0 + jb + jj;
                 const int d = d0 + dd;
                 yd[jj][dd] = c < y.rows && d < dim
-                                 ? to_float(y.data[c * dim + d]) * y.scale(c, normalize)
+                                 ? to_float(y.data[c * dim + d]) * y.inv_norm_of(c, normalize)
                                  : 0.f;
             }
             __syncthreads();
@@ -287,7 +290,7 @@ __global__ void positive_logits(Side<In> x, Side<In> y, int dim, float scale, bo
     for (int k = lane; k < dim; k += 32)
         s = fmaf(to_float(x.data[r * dim + k]), to_float(y.data[c * dim + k]), s);
     s = warp_sum(s);
-    if (lane == 0) pos[r] = s * x.scale(r, normalize) * y.scale(c, normalize) * scale;
+    if (lane == 0) pos[r] = s * x.inv_norm_of(r, normalize) * y.inv_norm_of(c, normalize) * scale;
 }
 
 // One warp per row: out_r = d x^_r / d x_r applied to gscale g_r; ds_rows[r] = g_r . x^_r.
@@ -297,7 +300,7 @@ __global__ void finish_rows(const float* g, Side<In> x, int dim, float gscale, b
     const int64_t r = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     if (r >= x.rows) return;
-    const float inv = x.scale(r, normalize);
+    const float inv = x.inv_norm_of(r, normalize);
     float dot = 0.f;
     for (int k = lane; k < dim; k += 32)
         dot = fmaf(g[r * dim + k], to_float(x.data[r * dim + k]) * inv, dot);

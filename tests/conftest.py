@@ -14,13 +14,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 def shared_data_root():
     """The shared data folder (METS_FAST_DATA or ../shared/data beside the checkout), or None."""
-    env = os.environ.get("METS_FAST_DATA")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data")
-    for path in candidates:
-        if path.is_dir():
-            return path
-    return None
+    from mets_fast.data.shared import shared_data
+
+    return shared_data(anchor=__file__)
 
 
 @pytest.fixture(scope="session")

@@ -249,14 +249,15 @@ def test_zero_shot_sets_are_balanced_single_label_and_seeded(ptbxl_root):
     zs = zero_shot_set(meta, "superclass", per_class=3, seed=1)
     assert zs.classes == ("NORM", "CD", "MI", "HYP", "STTC")
     assert zs.counts["NORM"] == 3 and zs.counts["HYP"] == 0  # HYP rows carry two classes
-    for row, label in zip(zs.rows, zs.labels):
-        assert meta.loc[row, "superclass"] == [label]
+    for row, label in zip(zs.rows, zs.labels):  # positions, as ECGStore.split gives them
+        assert meta["superclass"].iloc[row] == [label]
     again = zero_shot_set(meta, "superclass", per_class=3, seed=1)
     np.testing.assert_array_equal(zs.rows, again.rows)
     assert not np.array_equal(zero_shot_set(meta, "superclass", per_class=3, seed=2).rows,
                               zs.rows) or zs.counts["NORM"] < 3
     rows, classes, targets = multilabel_test(meta, "superclass")
     assert targets.shape == (30, len(classes)) and targets.sum() == sum(map(len, meta.superclass))
+    assert rows.tolist() == list(range(30))
     with pytest.raises(ValueError, match="unknown task"):
         zero_shot_set(meta, "nonsense")
 
@@ -440,7 +441,7 @@ def test_interrupted_prepare_process_leaves_no_store(tmp_path):
     code = ("import sys, numpy as np; from mets_fast import prepare as p\n"
             "from mets_fast.data import build\n"
             "def bad(*a, **k):\n"
-            "    yield np.zeros((12, 1000), np.float32), None\n"
+            "    yield build.Item(np.zeros((12, 1000), np.float32), {})\n"
             "    raise SystemExit(3)\n"
             "build.wfdb_source = bad\n"
             f"p.main(['wfdb', 'x', '--out', r'{tmp_path / 'out'}', '--quiet'])\n")

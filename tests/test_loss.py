@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -148,9 +149,21 @@ def test_gradcheck_float64(logits_path):
         lambda x, y, t: contrastive_loss(x, y, t, normalize=False), (a, b, s))
     assert torch.autograd.gradcheck(lambda x, y, t: infonce(x, y, t, offset=2), (a, c, s))
     assert torch.autograd.gradcheck(lambda x, y, t: normalized_similarity(x, y, t), (a, c, s))
-    # second derivatives are not provided: the backward is itself a kernel
-    with pytest.raises(RuntimeError):
+    # second derivatives are not provided: the backward is itself a kernel, and says so
+    with pytest.raises(RuntimeError, match="no second derivative"):
         torch.autograd.gradgradcheck(lambda x, y, t: contrastive_loss(x, y, t), (a, b, s))
+    for loss in (contrastive_loss(a, b, s), normalized_similarity(a, c, s).sum()):
+        with pytest.raises(RuntimeError, match="create_graph=True"):
+            loss.backward(create_graph=True)
+
+
+@pytest.mark.parametrize("value", [[[1.0, 2.0]], np.ones((1, 2)), (1.0, 2.0)])
+def test_non_tensors_get_a_type_error_everywhere(value):
+    for call in (lambda: contrastive_loss(value, torch.ones(1, 2), 1.0),
+                 lambda: ContrastiveLoss()(value, torch.ones(1, 2)),
+                 lambda: normalized_similarity(torch.ones(1, 2), value)):
+        with pytest.raises(TypeError, match="must be a torch.Tensor"):
+            call()
 
 
 def test_zero_rows_give_finite_gradients(logits_path):
@@ -335,3 +348,36 @@ def test_cuda_similarity_and_determinism():
                                   @ torch.nn.functional.normalize(y, dim=1).T * weights).sum(),
                  a.double(), b.double(), 2.0)
     _assert_close(ours, ref, rtol=5e-4, atol=1e-5, inputs=(a, b), scale=2.0 * 700)
+
+
+def test_torch_compile_traces_through_the_kernels_without_a_graph_break():
+    """fullgraph=True: the fused loss and similarity are torch operators, so the compiled model
+    is one graph, and its values and gradients are eager's."""
+    torch.manual_seed(0)
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ecg, self.text = torch.nn.Linear(12, 8), torch.nn.Linear(6, 8)
+            self.criterion = ContrastiveLoss()
+
+        def forward(self, x, t, classes):
+            e, y = self.ecg(x), self.text(t)
+            scores = normalized_similarity(e, self.text(classes), self.criterion.logit_scale)
+            return self.criterion(e, y) + 0.1 * scores.logsumexp(1).mean() \
+                + 0.5 * infonce(e[:3], y, self.criterion.logit_scale, offset=2)
+
+    x, t, classes = torch.randn(7, 12), torch.randn(7, 6), torch.randn(4, 6)
+    model = Tiny()
+    eager = model(x, t, classes)
+    eager.backward()
+    want = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    got = compiled(x, t, classes)
+    got.backward()
+    torch.testing.assert_close(got, eager)
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, want[n], msg=n)
+    with pytest.raises(Exception, match="non-finite"):
+        compiled(torch.full((7, 12), float("nan")), t, classes)

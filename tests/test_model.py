@@ -111,8 +111,11 @@ def test_preprocess_reorders_leads_resamples_and_pads(make_ecg):
     low = resample(leads.astype(np.float64), 360, 100)
     order = np.zeros((12, low.shape[1]))
     order[1], order[3], order[6] = low[1], low[2], low[0]
-    expected = preprocess(fit_length(order, 1000)[None], SETTINGS)[0]
+    expected = preprocess(fit_length(order, 1000)[None], SETTINGS, lengths=[400])[0]
     np.testing.assert_allclose(got, expected, atol=1e-5)
+    # the 4 s are normalised over themselves: the 6 s of padding stay zeros, out of the stats
+    assert np.all(got[:, 400:] == 0)
+    np.testing.assert_allclose(got[1, :400].std(), 1, rtol=1e-4)
     assert np.all(got[[0, 2, 4, 5, 7, 8, 9, 10, 11]] == 0)
     batch = prepare_recording(np.stack([leads, leads]), 360, names, SETTINGS)
     assert batch.shape == (2, 12, 1000)

@@ -19,6 +19,11 @@ Back ends: the C++ kernels (OpenMP, AVX-512 / AVX2 chosen at run time) for CPU t
 or float64; the CUDA kernels for GPU tensors in float32, float16 or bfloat16 (float32
 accumulation, no tensor cores, so TF32 settings do not change the result).  Both are
 deterministic: the CPU result depends only on the thread count (``torch.get_num_threads()``).
+The kernels are registered as torch operators (``torch.ops.mets_fast.loss``, ``.similarity`` and
+their backward passes, via ``torch.library``), so ``torch.compile`` traces through the loss
+without a graph break; every check that reads values (NaN or inf in the embeddings, the scale's
+value) runs inside them.  On CUDA the NaN / inf check, a device-to-host sync, runs only with
+``METS_FAST_DEBUG=1``.
 
 Public API: :func:`contrastive_loss`, :func:`infonce`, :func:`normalized_similarity`,
 :class:`ContrastiveLoss`, the references :func:`reference_contrastive_loss` and
@@ -28,6 +33,7 @@ Public API: :func:`contrastive_loss`, :func:`infonce`, :func:`normalized_similar
 from __future__ import annotations
 
 import math
+import os
 from numbers import Real
 from typing import Optional, Union
 
@@ -96,7 +102,7 @@ def contrastive_loss(
             f"{a.shape[0]} and {b.shape[0]} (use infonce() for rectangular logits)"
         )
     scale = _check_scale(logit_scale, a)
-    return _FusedLoss.apply(a, b, scale, 0, True, bool(normalize))
+    return _loss_op(a, b, scale, 0, True, bool(normalize), "ecg_emb,text_emb")[0]
 
 
 def infonce(
@@ -124,7 +130,7 @@ def infonce(
             f"row's positive column exists, got {offset}"
         )
     scale = _check_scale(logit_scale, a)
-    return _FusedLoss.apply(a, b, scale, offset, False, bool(normalize))
+    return _loss_op(a, b, scale, offset, False, bool(normalize), "rows,cols")[0]
 
 
 def normalized_similarity(a: Tensor, b: Tensor, logit_scale: Scale = 1.0) -> Tensor:
@@ -135,7 +141,7 @@ def normalized_similarity(a: Tensor, b: Tensor, logit_scale: Scale = 1.0) -> Ten
     """
     a, b = _check_pair(a, b, ("a", "b"))
     scale = _check_scale(logit_scale, a)
-    return _FusedSimilarity.apply(a, b, scale)
+    return _similarity_op(a, b, scale)[0]
 
 
 def reference_contrastive_loss(
@@ -209,10 +215,9 @@ class ContrastiveLoss(nn.Module):
     def forward(self, ecg_emb: Tensor, text_emb: Tensor) -> Tensor:
         """The loss of a batch; under ``torch.distributed`` (more than one process), the loss
         of the global batch (:func:`distributed_contrastive_loss`)."""
-        scale = self.logit_scale.to(ecg_emb.device)
         if _world_size() > 1:
-            return distributed_contrastive_loss(ecg_emb, text_emb, scale)
-        return contrastive_loss(ecg_emb, text_emb, scale)
+            return distributed_contrastive_loss(ecg_emb, text_emb, self.logit_scale)
+        return contrastive_loss(ecg_emb, text_emb, self.logit_scale)
 
     @torch.no_grad()
     def clamp_(self) -> "ContrastiveLoss":
@@ -282,10 +287,14 @@ def backends() -> dict:
 _CPU_DTYPES = (torch.float32, torch.float64)
 SAVED_LOGITS_MAX = 1 << 20  # logits kept between the CPU passes when rows * cols is at most this
 _CUDA_DTYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+# Checking CUDA inputs for NaN / inf costs a device-to-host sync per call; it is a debugging aid
+# there (METS_FAST_DEBUG=1), always on for the CPU kernels, where it costs next to nothing.
+CUDA_CHECKS = os.environ.get("METS_FAST_DEBUG", "") not in ("", "0")
 
 
 def _check_pair(a: Tensor, b: Tensor, names: tuple) -> tuple:
-    """Validates two embedding matrices and returns them contiguous."""
+    """Validates two embedding matrices (all that is known without reading their values) and
+    returns them contiguous."""
     for t, name in zip((a, b), names):
         if not isinstance(t, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -316,38 +325,47 @@ def _check_pair(a: Tensor, b: Tensor, names: tuple) -> tuple:
             )
     else:
         raise ValueError(f"unsupported device {a.device}; use the CPU or a CUDA device")
-    # A sum is NaN or inf whenever an element is; only then (or on overflow) count exactly.
-    if not bool(torch.isfinite(a.detach().sum() + b.detach().sum())):
-        for t, name in zip((a, b), names):
-            bad = int((~torch.isfinite(t.detach())).sum())
-            if bad:
-                raise NonFiniteError(f"{name} holds {bad} non-finite value(s) (NaN or inf)")
     return a.contiguous(), b.contiguous()
 
 
 def _check_scale(logit_scale: Scale, like: Tensor) -> Tensor:
-    """Validates the logit scale and returns it as a 0-d tensor (keeping its autograd graph)."""
+    """Validates the logit scale's type and shape and returns it as a 0-d tensor on the
+    operands' device (keeping its autograd graph); its value is checked by the kernels' face."""
     if isinstance(logit_scale, Tensor):
         if logit_scale.numel() != 1:
             raise ValueError(
                 f"logit_scale must be a scalar (0-d tensor or float), got shape "
                 f"{tuple(logit_scale.shape)}"
             )
-        scale = logit_scale.reshape(())
-        value = float(scale.detach())
-    elif isinstance(logit_scale, Real) and not isinstance(logit_scale, bool):
+        return logit_scale.reshape(()).to(like.device)
+    if isinstance(logit_scale, Real) and not isinstance(logit_scale, bool):
         value = float(logit_scale)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"logit_scale must be a positive finite number, got {value}")
         dtype = like.dtype if like.dtype in _CPU_DTYPES else torch.float32
-        scale = torch.tensor(value, dtype=dtype)
-    else:
-        raise TypeError(f"logit_scale must be a float or a 0-d tensor, got {type(logit_scale)}")
+        return torch.tensor(value, dtype=dtype, device=like.device)
+    raise TypeError(f"logit_scale must be a float or a 0-d tensor, got {type(logit_scale)}")
+
+
+def _check_values(a: Tensor, b: Tensor, scale: Tensor, names: tuple) -> float:
+    """The checks that read values (inside the operators, so that tracing never needs them):
+    no NaN or inf in the operands, a positive finite scale.  Returns the scale as a float."""
+    value = float(scale)
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"logit_scale must be a positive finite number, got {value}")
-    return scale
+    if a.is_cuda and not CUDA_CHECKS:
+        return value
+    # A sum is NaN or inf whenever an element is; only then (or on overflow) count exactly.
+    if not bool(torch.isfinite(a.sum() + b.sum())):
+        for t, name in zip((a, b), names):
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                raise NonFiniteError(f"{name} holds {bad} non-finite value(s) (NaN or inf)")
+    return value
 
 
 # ---------------------------------------------------------------------------------------------
-# Autograd over the kernels
+# The kernels as torch operators (torch.library), so that torch.compile traces through them
 # ---------------------------------------------------------------------------------------------
 
 
@@ -355,137 +373,189 @@ def _threads() -> int:
     return torch.get_num_threads()
 
 
-def _np(t: Tensor):
-    return t.detach().numpy()
+def _np(t: Optional[Tensor]):
+    """A tensor's NumPy view (shared memory), None for an empty placeholder."""
+    return None if t is None or t.numel() == 0 else t.detach().numpy()
 
 
-def _np_or_none(t: Optional[Tensor]):
-    return None if t is None else t.numpy()
+def _side_dtype(a: Tensor) -> torch.dtype:
+    """The dtype of norms, log-sum-exps and the loss: float32 on CUDA, the input's on the CPU."""
+    return torch.float32 if a.is_cuda else a.dtype
 
 
-def _scale_grad(value: float, scale: Tensor) -> Tensor:
-    return torch.tensor(value, dtype=scale.dtype, device=scale.device)
+def _stream(a: Tensor) -> int:
+    return torch.cuda.current_stream(a.device).cuda_stream
 
 
-class _Cuda:
-    """The CUDA kernels' calling convention: device pointers, sizes and the current stream."""
+def _keeps_logits(a: Tensor, rows: int, cols: int) -> bool:
+    return not a.is_cuda and rows * cols <= SAVED_LOGITS_MAX
 
-    @staticmethod
-    def pair_args(a: Tensor, b: Tensor, norm_a: Tensor, norm_b: Tensor, s: float, normalize: bool):
-        stream = torch.cuda.current_stream(a.device).cuda_stream
-        return (a.data_ptr(), b.data_ptr(), a.shape[0], b.shape[0], a.shape[1],
-                _CUDA_DTYPES[a.dtype], norm_a.data_ptr(), norm_b.data_ptr(), s, normalize, stream)
 
-    @staticmethod
-    def gradients(a: Tensor, b: Tensor, launch) -> tuple:
-        """Allocates the float32 workspace and the outputs of a backward kernel, runs
-        ``launch(g_rows, g_cols, ds_rows, da, db, dscale)`` and returns (da, db, dscale)."""
+@torch.library.custom_op("mets_fast::loss", mutates_args=())
+def _loss_op(a: Tensor, b: Tensor, scale: Tensor, offset: int, symmetric: bool,
+             normalize: bool, names: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(loss, norm_a, norm_b, lse_row, lse_col, logits): lse_col is empty for the one-direction
+    loss, logits empty unless kept for the backward pass (small CPU batches).  `names`: the
+    operands' argument names, comma-separated, for error messages."""
+    s = _check_values(a, b, scale, tuple(names.split(",")))
+    rows, cols = a.shape[0], b.shape[0]
+    f = dict(dtype=_side_dtype(a), device=a.device)
+    norm_a, norm_b, lse_row = (torch.empty(n, **f) for n in (rows, cols, rows))
+    lse_col = torch.empty(cols if symmetric else 0, **f)
+    logits = torch.empty((rows, cols) if _keeps_logits(a, rows, cols) else (0,), **f)
+    if a.is_cuda:
+        loss, pos = torch.empty((), **f), torch.empty(rows, **f)
+        with torch.cuda.device(a.device):
+            _cuda.loss_forward(
+                a=a.data_ptr(), b=b.data_ptr(), rows=rows, cols=cols, dim=a.shape[1],
+                dtype=_CUDA_DTYPES[a.dtype], norm_a=norm_a.data_ptr(), norm_b=norm_b.data_ptr(),
+                scale=s, normalize=normalize, stream=_stream(a), offset=offset,
+                symmetric=symmetric, lse_row=lse_row.data_ptr(),
+                lse_col=lse_col.data_ptr() if symmetric else 0, pos=pos.data_ptr(),
+                out=loss.data_ptr())
+    else:
+        value = _C.loss_forward(_np(a), _np(b), _np(norm_a), _np(norm_b), _np(lse_row),
+                                _np(lse_col), _np(logits), s, offset, symmetric, normalize,
+                                _threads())
+        loss = torch.tensor(value, dtype=a.dtype)
+    return loss, norm_a, norm_b, lse_row, lse_col, logits
+
+
+@_loss_op.register_fake
+def _(a, b, scale, offset, symmetric, normalize, names):
+    rows, cols = a.shape[0], b.shape[0]
+    f = dict(dtype=_side_dtype(a), device=a.device)
+    logits = (rows, cols) if _keeps_logits(a, rows, cols) else (0,)
+    return (a.new_empty((), dtype=f["dtype"]), a.new_empty(rows, **f), a.new_empty(cols, **f),
+            a.new_empty(rows, **f), a.new_empty(cols if symmetric else 0, **f),
+            a.new_empty(logits, **f))
+
+
+@torch.library.custom_op("mets_fast::loss_backward", mutates_args=())
+def _loss_backward_op(grad: Tensor, a: Tensor, b: Tensor, norm_a: Tensor, norm_b: Tensor,
+                      lse_row: Tensor, lse_col: Tensor, logits: Tensor, scale: Tensor,
+                      offset: int, symmetric: bool,
+                      normalize: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """(dL/da, dL/db, dL/dscale), each scaled by `grad`."""
+    s, g = float(scale), float(grad)
+    da, db = torch.empty_like(a), torch.empty_like(b)
+    if a.is_cuda:
         f32 = dict(dtype=torch.float32, device=a.device)
-        g_rows = torch.empty(a.shape, **f32)
-        g_cols = torch.empty(b.shape, **f32)
-        ds_rows = torch.empty(a.shape[0], **f32)
-        da, db = torch.empty_like(a), torch.empty_like(b)
-        dscale = torch.empty((), **f32)
-        launch(g_rows.data_ptr(), g_cols.data_ptr(), ds_rows.data_ptr(), da.data_ptr(),
-               db.data_ptr(), dscale.data_ptr())
-        return da, db, dscale
+        g_rows, g_cols = torch.empty(a.shape, **f32), torch.empty(b.shape, **f32)
+        ds_rows, dscale = torch.empty(a.shape[0], **f32), torch.empty((), **f32)
+        with torch.cuda.device(a.device):
+            _cuda.loss_backward(
+                a=a.data_ptr(), b=b.data_ptr(), rows=a.shape[0], cols=b.shape[0],
+                dim=a.shape[1], dtype=_CUDA_DTYPES[a.dtype], norm_a=norm_a.data_ptr(),
+                norm_b=norm_b.data_ptr(), scale=s, normalize=normalize, stream=_stream(a),
+                offset=offset, symmetric=symmetric, lse_row=lse_row.data_ptr(),
+                lse_col=lse_col.data_ptr() if symmetric else 0, grad=g,
+                g_rows=g_rows.data_ptr(), g_cols=g_cols.data_ptr(), ds_rows=ds_rows.data_ptr(),
+                da=da.data_ptr(), db=db.data_ptr(), dscale=dscale.data_ptr())
+        return da, db, dscale.to(scale.dtype)
+    ds = _C.loss_backward(_np(a), _np(b), _np(norm_a), _np(norm_b), _np(lse_row), _np(lse_col),
+                          _np(logits), s, offset, symmetric, normalize, g, _np(da), _np(db),
+                          _threads())
+    return da, db, torch.tensor(ds, dtype=scale.dtype)
 
 
-class _FusedLoss(torch.autograd.Function):
-    """Symmetric or one-direction InfoNCE over (a, b); saves the inputs, their norms and the
-    log-sum-exp vectors, and recomputes the logits in backward (on the CPU, small logits are
-    kept instead)."""
-
-    @staticmethod
-    def forward(ctx, a, b, scale, offset, symmetric, normalize):
-        s = float(scale.detach())
-        rows, cols = a.shape[0], b.shape[0]
-        if a.is_cuda:
-            f32 = dict(dtype=torch.float32, device=a.device)
-            logits = None
-            norm_a, norm_b = torch.empty(rows, **f32), torch.empty(cols, **f32)
-            lse_row = torch.empty(rows, **f32)
-            lse_col = torch.empty(cols, **f32) if symmetric else None
-            pos = torch.empty(rows, **f32)
-            loss = torch.empty((), **f32)
-            with torch.cuda.device(a.device):
-                _cuda.loss_forward(
-                    *_Cuda.pair_args(a, b, norm_a, norm_b, s, normalize), offset, symmetric,
-                    lse_row.data_ptr(), lse_col.data_ptr() if symmetric else 0, pos.data_ptr(),
-                    loss.data_ptr())
-        else:
-            norm_a, norm_b = a.new_empty(rows), b.new_empty(cols)
-            lse_row = a.new_empty(rows)
-            lse_col = a.new_empty(cols) if symmetric else None
-            logits = a.new_empty((rows, cols)) if rows * cols <= SAVED_LOGITS_MAX else None
-            value = _C.loss_forward(
-                _np(a), _np(b), _np(norm_a), _np(norm_b), _np(lse_row),
-                _np_or_none(lse_col), _np_or_none(logits), s, offset, symmetric,
-                normalize, _threads())
-            loss = torch.tensor(value, dtype=a.dtype)
-        ctx.logits = logits
-        ctx.save_for_backward(a, b, norm_a, norm_b, lse_row, lse_col, scale)
-        ctx.config = (offset, symmetric, normalize)
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad):
-        a, b, norm_a, norm_b, lse_row, lse_col, scale = ctx.saved_tensors
-        offset, symmetric, normalize = ctx.config
-        s, g = float(scale.detach()), float(grad.detach())
-        if a.is_cuda:
-            with torch.cuda.device(a.device):
-                pair = _Cuda.pair_args(a, b, norm_a, norm_b, s, normalize)
-                lse_col_ptr = lse_col.data_ptr() if symmetric else 0
-                da, db, dscale = _Cuda.gradients(a, b, lambda *out: _cuda.loss_backward(
-                    *pair, offset, symmetric, lse_row.data_ptr(), lse_col_ptr, g, *out))
-            dscale = dscale.to(scale.dtype)
-        else:
-            da, db = torch.empty_like(a), torch.empty_like(b)
-            ds = _C.loss_backward(
-                _np(a), _np(b), _np(norm_a), _np(norm_b), _np(lse_row), _np_or_none(lse_col),
-                _np_or_none(ctx.logits), s, offset, symmetric, normalize, g, _np(da), _np(db),
-                _threads())
-            ctx.logits = None  # freed now, not when the graph goes
-            dscale = _scale_grad(ds, scale)
-        return da, db, dscale.to(scale.device), None, None, None
+@_loss_backward_op.register_fake
+def _(grad, a, b, norm_a, norm_b, lse_row, lse_col, logits, scale, offset, symmetric, normalize):
+    return torch.empty_like(a), torch.empty_like(b), scale.new_empty(())
 
 
-class _FusedSimilarity(torch.autograd.Function):
-    """S = s normalize(a) normalize(b)^T; backward multiplies dL/dS into both operands."""
+def _loss_context(ctx, inputs, output):
+    a, b, scale, offset, symmetric, normalize, _ = inputs
+    _, norm_a, norm_b, lse_row, lse_col, logits = output
+    ctx.save_for_backward(a, b, norm_a, norm_b, lse_row, lse_col, logits, scale)
+    ctx.config = (offset, symmetric, normalize)
 
-    @staticmethod
-    def forward(ctx, a, b, scale):
-        s = float(scale.detach())
-        rows, cols = a.shape[0], b.shape[0]
-        out = a.new_empty((rows, cols))
-        if a.is_cuda:
-            f32 = dict(dtype=torch.float32, device=a.device)
-            norm_a, norm_b = torch.empty(rows, **f32), torch.empty(cols, **f32)
-            with torch.cuda.device(a.device):
-                _cuda.similarity_forward(*_Cuda.pair_args(a, b, norm_a, norm_b, s, True),
-                                         out.data_ptr())
-        else:
-            norm_a, norm_b = a.new_empty(rows), b.new_empty(cols)
-            _C.similarity_forward(_np(a), _np(b), _np(norm_a), _np(norm_b), _np(out), s, True,
-                                  _threads())
-        ctx.save_for_backward(a, b, norm_a, norm_b, scale)
-        return out
 
-    @staticmethod
-    def backward(ctx, grad_out):
-        a, b, norm_a, norm_b, scale = ctx.saved_tensors
-        s = float(scale.detach())
-        grad_out = grad_out.contiguous()
-        if a.is_cuda:
-            with torch.cuda.device(a.device):
-                pair = _Cuda.pair_args(a, b, norm_a, norm_b, s, True)
-                da, db, dscale = _Cuda.gradients(a, b, lambda *out: _cuda.similarity_backward(
-                    *pair, grad_out.data_ptr(), *out))
-            dscale = dscale.to(scale.dtype)
-        else:
-            da, db = torch.empty_like(a), torch.empty_like(b)
-            ds = _C.similarity_backward(_np(a), _np(b), _np(norm_a), _np(norm_b), _np(grad_out),
-                                        _np(da), _np(db), s, True, _threads())
-            dscale = _scale_grad(ds, scale)
-        return da, db, dscale.to(scale.device)
+def _loss_grad(ctx, grad, *unused):
+    _no_second_derivative()
+    a, b, norm_a, norm_b, lse_row, lse_col, logits, scale = ctx.saved_tensors
+    da, db, dscale = _loss_backward_op(grad, a, b, norm_a, norm_b, lse_row, lse_col, logits,
+                                       scale, *ctx.config)
+    return da, db, dscale, None, None, None, None
+
+
+torch.library.register_autograd("mets_fast::loss", _loss_grad, setup_context=_loss_context)
+
+
+@torch.library.custom_op("mets_fast::similarity", mutates_args=())
+def _similarity_op(a: Tensor, b: Tensor, scale: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(scale * normalize(a) normalize(b)^T, norm_a, norm_b)."""
+    s = _check_values(a, b, scale, ("a", "b"))
+    rows, cols = a.shape[0], b.shape[0]
+    out = a.new_empty((rows, cols))
+    f = dict(dtype=_side_dtype(a), device=a.device)
+    norm_a, norm_b = torch.empty(rows, **f), torch.empty(cols, **f)
+    if a.is_cuda:
+        with torch.cuda.device(a.device):
+            _cuda.similarity_forward(
+                a=a.data_ptr(), b=b.data_ptr(), rows=rows, cols=cols, dim=a.shape[1],
+                dtype=_CUDA_DTYPES[a.dtype], norm_a=norm_a.data_ptr(), norm_b=norm_b.data_ptr(),
+                scale=s, stream=_stream(a), out=out.data_ptr())
+    else:
+        _C.similarity_forward(_np(a), _np(b), _np(norm_a), _np(norm_b), _np(out), s, _threads())
+    return out, norm_a, norm_b
+
+
+@_similarity_op.register_fake
+def _(a, b, scale):
+    f = dict(dtype=_side_dtype(a), device=a.device)
+    return (a.new_empty((a.shape[0], b.shape[0])), a.new_empty(a.shape[0], **f),
+            a.new_empty(b.shape[0], **f))
+
+
+@torch.library.custom_op("mets_fast::similarity_backward", mutates_args=())
+def _similarity_backward_op(grad_out: Tensor, a: Tensor, b: Tensor, norm_a: Tensor,
+                            norm_b: Tensor, scale: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    s = float(scale)
+    grad_out = grad_out.contiguous()
+    da, db = torch.empty_like(a), torch.empty_like(b)
+    if a.is_cuda:
+        f32 = dict(dtype=torch.float32, device=a.device)
+        g_rows, g_cols = torch.empty(a.shape, **f32), torch.empty(b.shape, **f32)
+        ds_rows, dscale = torch.empty(a.shape[0], **f32), torch.empty((), **f32)
+        with torch.cuda.device(a.device):
+            _cuda.similarity_backward(
+                a=a.data_ptr(), b=b.data_ptr(), rows=a.shape[0], cols=b.shape[0],
+                dim=a.shape[1], dtype=_CUDA_DTYPES[a.dtype], norm_a=norm_a.data_ptr(),
+                norm_b=norm_b.data_ptr(), scale=s, stream=_stream(a),
+                grad_out=grad_out.data_ptr(), g_rows=g_rows.data_ptr(), g_cols=g_cols.data_ptr(),
+                ds_rows=ds_rows.data_ptr(), da=da.data_ptr(), db=db.data_ptr(),
+                dscale=dscale.data_ptr())
+        return da, db, dscale.to(scale.dtype)
+    ds = _C.similarity_backward(_np(a), _np(b), _np(norm_a), _np(norm_b), _np(grad_out),
+                                _np(da), _np(db), s, _threads())
+    return da, db, torch.tensor(ds, dtype=scale.dtype)
+
+
+@_similarity_backward_op.register_fake
+def _(grad_out, a, b, norm_a, norm_b, scale):
+    return torch.empty_like(a), torch.empty_like(b), scale.new_empty(())
+
+
+def _similarity_context(ctx, inputs, output):
+    a, b, scale = inputs
+    _, norm_a, norm_b = output
+    ctx.save_for_backward(a, b, norm_a, norm_b, scale)
+
+
+def _similarity_grad(ctx, grad_out, *unused):
+    _no_second_derivative()
+    a, b, norm_a, norm_b, scale = ctx.saved_tensors
+    return _similarity_backward_op(grad_out, a, b, norm_a, norm_b, scale)
+
+
+torch.library.register_autograd("mets_fast::similarity", _similarity_grad,
+                                setup_context=_similarity_context)
+
+
+def _no_second_derivative() -> None:
+    if torch.is_grad_enabled():  # backward(create_graph=True) records a graph of the backward
+        raise RuntimeError(
+            "mets_fast's fused kernels have no second derivative (their backward pass is itself "
+            "a kernel): call backward() without create_graph=True, or use "
+            "reference_contrastive_loss / reference_infonce for higher-order gradients")

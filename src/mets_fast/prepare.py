@@ -3,12 +3,17 @@
     python -m mets_fast.prepare synthetic --n 10000 --seed 0 --out stores/synthetic
     python -m mets_fast.prepare ptbxl /data/ptb-xl --out stores/ptbxl
     python -m mets_fast.prepare mitbih /data/mitdb --out stores/mitbih
-    python -m mets_fast.prepare wfdb rec1 rec2 ... --out stores/mine
+    python -m mets_fast.prepare wfdb rec1 rec2 ... --out stores/mine [--reports reports.csv]
 
-Every ECG is resampled to ``--fs`` (100 Hz by default), cleaned with
-:func:`mets_fast.signal.clean` (baseline removal, 0.5–40 Hz band-pass, power-line notch),
-normalised lead by lead and written as float16 (``--dtype``).  The settings go into the store's
-manifest, and from there into every checkpoint trained on it, so that inference repeats them.
+Every ECG is resampled to --fs (100 Hz by default), cleaned (baseline removal, 0.5-40 Hz
+band-pass, power-line notch: 50 Hz, 60 Hz for MIT-BIH, recorded in the Americas), normalised
+lead by lead over its real samples (a record shorter than --seconds is zero-padded, and the
+padding is left out of the statistics) and written as float16 (--dtype).  The settings go into
+the store's manifest, and from there into every model trained on it, so that inference repeats
+them.  Which leads each ECG really has is stored beside the signals.
+
+Mistakes in the flags end with one line on standard error and exit code 2; data that cannot be
+prepared, with exit code 1.
 """
 
 from __future__ import annotations
@@ -17,13 +22,77 @@ import argparse
 import sys
 from pathlib import Path
 
-from .data.build import open_source, write_store
+import numpy as np
+
+from .data.build import open_source, read_reports_csv, write_store
 from .data.preprocess import Settings
-from .data.records import STANDARD_LEADS
+from .data.records import STANDARD_LEADS, standard_lead
+from .signal._checks import MIN_FS
+
+# The notch of each source by default: MIT-BIH was recorded in the Americas (60 Hz mains).
+DEFAULT_POWERLINE = {"mitbih": 60.0}
+DEFAULT_SECONDS = {"mitbih": 3.0}  # beat-centred windows: the previous and next beat in view
 
 
-def _print_summary(summary: dict, out: Path) -> None:
+class UsageError(ValueError):
+    """A flag a user got wrong (exit code 2)."""
+
+
+def parse_leads(text: str) -> tuple:
+    """``--leads``: comma-separated names, each given its standard spelling (``ii`` -> ``II``,
+    ``MLII`` -> ``II``); empty names and repeats are usage errors."""
+    names = [x.strip() for x in text.split(",")]
+    if not text.strip() or any(not n for n in names):
+        raise UsageError(f"--leads must be comma-separated lead names, got {text!r}")
+    leads = tuple(standard_lead(n) for n in names)
+    repeated = sorted({n for n in leads if leads.count(n) > 1})
+    if repeated:
+        raise UsageError(f"--leads names a lead twice: {repeated}")
+    return leads
+
+
+def settings_of(args) -> Settings:
+    """The settings the flags ask for, or a UsageError naming the flag that is wrong."""
+    seconds = args.seconds if args.seconds is not None else DEFAULT_SECONDS.get(args.source, 10.0)
+    for name, value in (("fs", args.fs), ("seconds", seconds)):
+        if not (np.isfinite(value) and value > 0):
+            raise UsageError(f"--{name} must be a positive number, got {value:g}")
+    if args.fs < MIN_FS:
+        raise UsageError(f"--fs must be at least {MIN_FS:g} Hz, got {args.fs:g}")
+    if args.source == "synthetic" and args.n < 1:
+        raise UsageError(f"--n must be a positive number of ECGs, got {args.n}")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be a positive integer, got {args.workers}")
+    if args.workers > 1 and args.source in ("synthetic", "mitbih"):
+        raise UsageError(f"--workers applies to ptbxl and wfdb (processes reading records); "
+                         f"{args.source} is prepared in one process, whose Numba kernels use "
+                         f"--threads")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be a positive integer, got {args.threads}")
+    powerline = args.powerline if args.powerline is not None else \
+        DEFAULT_POWERLINE.get(args.source, 50.0)
+    if not (np.isfinite(powerline) and powerline >= 0):
+        raise UsageError(f"--powerline must be a frequency in Hz (0: no notch), got {powerline}")
+    if args.out.exists() and not args.overwrite:
+        raise UsageError(f"--out {args.out} exists; pass --overwrite to replace it")
+    return Settings(args.fs, seconds, parse_leads(args.leads), not args.no_clean,
+                    powerline or None, args.normalize, args.dtype)
+
+
+def _print_summary(summary: dict, out: Path, settings: Settings) -> None:
     print(f"\nstore written: {out} ({summary['written']} ECGs; splits {summary['splits']})")
+    print(f"  {settings.fs:g} Hz, {settings.seconds:g} s, notch "
+          f"{f'{settings.powerline:g} Hz' if settings.powerline else 'off'}, normalise "
+          f"{settings.normalize}")
+    present = summary["leads_present"]
+    missing = {lead: summary["written"] - k for lead, k in present.items()
+               if k < summary["written"]}
+    if missing:
+        print(f"  leads missing (stored as zeros, flagged in lead_mask.npy): {missing}")
+    if summary["padded"]:
+        print(f"  {summary['padded']} ECG(s) shorter than {settings.seconds:g} s, zero-padded")
+    if summary["no_report"]:
+        print(f"  {summary['no_report']} ECG(s) without a report")
     for family in ("superclass", "rhythm", "form"):
         if summary.get(family):
             print(f"  {family}: {summary[family]}")
@@ -35,67 +104,88 @@ def _print_summary(summary: dict, out: Path) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mets_fast.prepare",
-                                     description=__doc__.split("\n")[0])
+                                     description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+                                     epilog=__doc__.split("\n\n", 2)[2],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out", required=True, type=Path, help="store directory to create")
     common.add_argument("--fs", type=float, default=100.0, help="sampling rate in Hz (100)")
-    common.add_argument("--seconds", type=float, default=10.0, help="ECG length in s (10)")
+    common.add_argument("--seconds", type=float, default=None,
+                        help="ECG length in s (10; MIT-BIH beat windows 3)")
     common.add_argument("--leads", default=",".join(STANDARD_LEADS),
                         help="comma-separated leads, in order (the 12 standard leads)")
-    common.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    common.add_argument("--allow-missing-leads", action="store_true",
+                        help="store a lead named in --leads that no record has as zeros (it is "
+                             "an error otherwise)")
+    common.add_argument("--dtype", choices=("float16", "float32"), default="float16",
+                        help="stored sample type (float16)")
     common.add_argument("--normalize", choices=("lead", "record", "none"), default="lead",
                         help="per-lead standardisation (default), one scale per ECG, or none")
     common.add_argument("--no-clean", action="store_true", help="skip the cleaning chain")
-    common.add_argument("--powerline", type=float, default=50.0,
-                        help="power-line frequency for the notch (50; 60 in the Americas; 0 = off)")
+    common.add_argument("--powerline", type=float, default=None,
+                        help="power-line frequency of the notch in Hz (50; MIT-BIH 60; 0: off)")
     common.add_argument("--workers", type=int, default=1,
-                        help="processes reading records (spawned; default 1)")
+                        help="processes reading records, ptbxl and wfdb only (spawned; 1: they "
+                             "pay off for thousands of records)")
     common.add_argument("--threads", type=int, default=None,
                         help="threads for the Numba kernels (default: all cores)")
     common.add_argument("--seed", type=int, default=0, help="seed for splits and sampling")
     common.add_argument("--overwrite", action="store_true", help="replace an existing store")
     common.add_argument("--quiet", action="store_true", help="no progress bar")
-    sub = parser.add_subparsers(dest="source", required=True)
+    sub = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
     s = sub.add_parser("synthetic", parents=[common], help="the embedded synthetic corpus")
     s.add_argument("--n", type=int, default=10000, help="number of ECGs (10000)")
     s = sub.add_parser("ptbxl", parents=[common], help="PTB-XL from its root directory")
-    s.add_argument("root", type=Path)
+    s.add_argument("root", type=Path,
+                   help="PTB-XL's folder (ptbxl_database.csv, scp_statements.csv, records*/)")
     s.add_argument("--rate", type=int, choices=(100, 500), default=None,
                    help="records to read: records100 or records500 (default: 500 above 100 Hz)")
     s = sub.add_parser("mitbih", parents=[common], help="MIT-BIH Arrhythmia records, windowed")
-    s.add_argument("root", type=Path)
+    s.add_argument("root", type=Path,
+                   help="a folder of MIT-BIH-format records (.hea, .dat and .atr each)")
     s.add_argument("--windows", choices=("beats", "consecutive"), default="beats",
                    help="windows centred on beats, reported by the centre beat (default), or "
                         "back-to-back windows reported by everything annotated in them")
     s.add_argument("--step", type=float, default=None,
                    help="hop of consecutive windows in s (= --seconds)")
     s = sub.add_parser("wfdb", parents=[common], help="any WFDB records")
-    s.add_argument("paths", nargs="+", type=Path)
+    s.add_argument("paths", nargs="+", type=Path, metavar="RECORD",
+                   help="WFDB records (with or without .hea)")
+    s.add_argument("--reports", type=Path, default=None,
+                   help="CSV with 'record' and 'report' columns (else each header's comments)")
     return parser
 
 
 def main(argv: list | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        settings = settings_of(args)
+        reports = read_reports_csv(args.reports) if getattr(args, "reports", None) else None
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if args.threads:
         import numba
 
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    leads = tuple(x.strip() for x in args.leads.split(",") if x.strip())
-    settings = Settings(args.fs, args.seconds, leads, not args.no_clean,
-                        args.powerline or None, args.normalize, args.dtype)
+    explicit = [] if args.allow_missing_leads or args.leads == ",".join(STANDARD_LEADS) else \
+        settings.leads
     try:
         source = open_source(args.source, settings, root=getattr(args, "root", None),
                              paths=getattr(args, "paths", None), n=getattr(args, "n", 0),
                              seed=args.seed, workers=args.workers,
                              rate=getattr(args, "rate", None), step=getattr(args, "step", None),
-                             windows=getattr(args, "windows", "beats"))
+                             windows=getattr(args, "windows", "beats"), reports=reports)
         summary = write_store(args.out, source.items, source.n_max, settings, args.overwrite,
-                              args.quiet, source.extra)
+                              args.quiet, source.extra, required_leads=explicit)
     except (ValueError, FileExistsError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if not args.quiet:
-        _print_summary(summary, args.out)
+        _print_summary(summary, args.out, settings)
     return 0
 
 

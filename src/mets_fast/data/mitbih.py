@@ -113,14 +113,25 @@ def read_mitbih(path: str | os.PathLike, fs: float | None = None) -> MitbihRecor
     return MitbihRecord(record, beats, rhythms)
 
 
-def qrs_reference(rec: MitbihRecord) -> tuple:
-    """What QRS detectors are scored on: ``(lead II as float64, reference beat samples,
-    ventricular flutter episodes as (start, stop) rows)`` — the episodes, which hold no QRS
-    complexes, are what ANSI/AAMI EC57 leaves out of the scoring."""
+class QRSReference(NamedTuple):
+    signal: np.ndarray   # lead II (or the first lead), float64
+    beats: np.ndarray    # reference beat samples
+    flutter: np.ndarray  # ventricular flutter episodes, (start, stop) rows
+
+
+class Windows(NamedTuple):
+    signals: np.ndarray  # (n, leads, samples) float32
+    meta: pd.DataFrame
+
+
+def qrs_reference(rec: MitbihRecord) -> QRSReference:
+    """What QRS detectors are scored on: lead II, the reference beats and the ventricular
+    flutter episodes, which hold no QRS complexes and which ANSI/AAMI EC57 leaves out of the
+    scoring."""
     leads = rec.record.leads
     signal = rec.record.signal[leads.index("II") if "II" in leads else 0].astype(np.float64)
     flutter = rec.rhythms[rec.rhythms["rhythm"] == "(VFL"][["start", "stop"]].to_numpy()
-    return signal, rec.beats["sample"].to_numpy(), flutter
+    return QRSReference(signal, rec.beats["sample"].to_numpy(), flutter)
 
 
 def window_report(beats: pd.DataFrame, rhythms: pd.DataFrame, start: int, stop: int) -> str:
@@ -148,12 +159,14 @@ def window_report(beats: pd.DataFrame, rhythms: pd.DataFrame, start: int, stop: 
     return ". ".join(statements) + "." if statements else ""
 
 
-def mitbih_windows(rec: MitbihRecord, seconds: float = 10.0, step: float | None = None):
+def mitbih_windows(rec: MitbihRecord, seconds: float = 10.0,
+                   step: float | None = None) -> Windows:
     """Consecutive windows of `seconds` (every `step` seconds, default non-overlapping) with
     their reports.  Returns ``(signals (n, leads, samples) float32, meta DataFrame)`` with
     ``start`` (sample), ``report``, ``rhythm`` (PTB-XL rhythm codes present), ``form``
     (``PVC`` when a ventricular premature beat is present, ``PAC`` for an atrial one) and
     ``superclass``/``subclass`` (``CD``/``CLBBB`` or ``CRBBB`` for bundle branch block)."""
+    _check_record(rec, "mitbih_windows")
     fs = rec.record.fs
     width, hop = to_samples(seconds, fs), to_samples(step or seconds, fs)
     n = rec.record.signal.shape[1]
@@ -172,7 +185,7 @@ def mitbih_windows(rec: MitbihRecord, seconds: float = 10.0, step: float | None 
         block = [c for c, sym in (("CLBBB", "L"), ("CRBBB", "R")) if counts[sym] > len(inside) / 2]
         rows.append({"start": int(s), "report": report, "rhythm": rhythm, "form": sorted(form),
                      "superclass": ["CD"] if block else [], "subclass": block})
-    return signals.astype(np.float32), pd.DataFrame(rows)
+    return Windows(signals.astype(np.float32), pd.DataFrame(rows))
 
 
 def beat_windows(rec: MitbihRecord, samples: int, symbols: str | None = None,
@@ -190,6 +203,7 @@ def beat_windows(rec: MitbihRecord, samples: int, symbols: str | None = None,
 
     Returns ``BeatWindows(windows (n, leads, samples) float32, labels (METS class or None),
     centres (samples), symbols)`` in the record's order."""
+    _check_record(rec, "beat_windows")
     half = samples // 2
     n = rec.record.signal.shape[1]
     keep = rec.beats[rec.beats["symbol"].isin(list(symbols))] if symbols is not None else \
@@ -254,6 +268,12 @@ def validation_records(counts: dict, seed: int = 0, fraction: float = 0.25,
         if score > best_score:
             best, best_score = pick, score
     return [n for n, p in zip(names, best) if p]
+
+
+def _check_record(rec, name: str) -> None:
+    if not isinstance(rec, MitbihRecord):
+        raise TypeError(f"{name} takes a record read by read_mitbih (a MitbihRecord), got "
+                        f"{type(rec).__name__}: read it first, {name}(read_mitbih(path), ...)")
 
 
 def split_records(names, seed: int = 0, fractions=(0.7, 0.1, 0.2)) -> dict:

@@ -59,26 +59,42 @@ def store_settings(store) -> Settings:
         "fs": store.fs, "dtype": store.manifest["dtype"]})
 
 
-def preprocess(signals: np.ndarray, settings: Settings) -> np.ndarray:
+def preprocess(signals: np.ndarray, settings: Settings,
+               lengths: np.ndarray | None = None) -> np.ndarray:
     """Cleaning and normalisation of a batch ``(n, leads, samples)`` at ``settings.fs``; the
     one function both prepare and inference call.  Normalisation: ``"lead"`` divides each lead
     by its standard deviation after removing its mean (leads that are all zeros, missing ones,
     stay zeros), ``"record"`` divides all leads of an ECG by one standard deviation (keeping
-    their relative amplitudes), ``"none"`` keeps millivolts."""
+    their relative amplitudes), ``"none"`` keeps millivolts.
+
+    `lengths` (``(n,)``, optional): how many samples of each ECG are real, the rest being zero
+    padding (a recording shorter than the window); the statistics are taken over the real
+    samples only, and the padding stays zero."""
     from ..signal import clean
 
     x = np.asarray(signals, dtype=np.float32)
+    if settings.normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {settings.normalize!r}")
     if settings.clean:
         x = clean(x, settings.fs, powerline=settings.powerline, nan_policy="interpolate")
-    if settings.normalize == "lead":
+    if settings.normalize == "none":
+        return x.astype(np.float32)
+    n = x.shape[-1]
+    real = None
+    if lengths is not None:
+        lengths = np.asarray(lengths).reshape(x.shape[:-2] + (1, 1))
+        if (lengths < n).any():
+            real = np.arange(n) < lengths
+    axes = -1 if settings.normalize == "lead" else (-2, -1)
+    if real is None:
         x = x - x.mean(axis=-1, keepdims=True)
-        x = x / np.maximum(x.std(axis=-1, keepdims=True), 1e-6)
-    elif settings.normalize == "record":
-        x = x - x.mean(axis=-1, keepdims=True)
-        x = x / np.maximum(x.std(axis=(-2, -1), keepdims=True), 1e-6)
-    elif settings.normalize != "none":
-        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {settings.normalize!r}")
-    return x.astype(np.float32)
+        return (x / np.maximum(x.std(axis=axes, keepdims=True), 1e-6)).astype(np.float32)
+    count = np.maximum(lengths, 1)
+    x = np.where(real, x, 0)
+    x = np.where(real, x - x.sum(-1, keepdims=True) / count, 0)
+    leads = 1 if settings.normalize == "lead" else x.shape[-2]
+    var = (x * x).sum(axis=axes, keepdims=True) / (count * leads)
+    return (x / np.maximum(np.sqrt(var), 1e-6)).astype(np.float32)
 
 
 def fit_length(x: np.ndarray, samples: int) -> np.ndarray:
@@ -147,4 +163,5 @@ def prepare_recording(signal: np.ndarray, fs: float, leads: Sequence[str],
         count = max(1, x.shape[-1] // settings.samples)
         x = np.stack([x[:, k * settings.samples:(k + 1) * settings.samples]
                       for k in range(count)])
-    return preprocess(fit_length(x, settings.samples), settings)
+    real = np.full(x.shape[:-2], min(x.shape[-1], settings.samples))
+    return preprocess(fit_length(x, settings.samples), settings, lengths=real)

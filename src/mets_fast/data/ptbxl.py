@@ -104,7 +104,8 @@ def label_families(codes: pd.Series, statements: pd.DataFrame) -> dict:
 
 
 class ZeroShotSet(NamedTuple):
-    """A balanced single-label test set: ``rows`` (index labels of the chosen ECGs), their
+    """A balanced single-label test set: ``rows`` (positions of the chosen ECGs in the table,
+    as :meth:`ECGStore.split` gives them), their
     ``labels`` and the ``classes``, with ``counts`` per class (fewer than asked where the test
     fold holds fewer single-label ECGs of a class)."""
 
@@ -131,34 +132,44 @@ def zero_shot_set(meta: pd.DataFrame, task: str, per_class: int = 200, seed: int
         raise ValueError(f"unknown task {task!r}; give classes= and family= for a custom task")
     if family not in meta:
         raise ValueError(f"meta has no label column {family!r}")
-    pool = meta[meta["split"] == split]
-    single = pool[pool[family].map(len) == 1]
-    label = single[family].map(lambda ls: ls[0])
+    in_split = (meta["split"] == split).to_numpy()
+    # the one label of each single-label ECG of the split (None for the others)
+    label = np.array([ls[0] if ok and len(ls) == 1 else None
+                      for ls, ok in zip(meta[family], in_split)], dtype=object)
     rng = np.random.default_rng(seed)
     rows, labels, counts = [], [], {}
     for c in classes:
-        candidates = np.asarray(label.index[label == c])
+        candidates = np.flatnonzero(label == c)
         take = min(per_class, len(candidates))
         chosen = rng.choice(candidates, size=take, replace=False) if take else candidates[:0]
         rows.append(np.sort(chosen))
         labels += [c] * take
         counts[c] = take
-    return ZeroShotSet(np.concatenate(rows) if rows else np.empty(0), np.asarray(labels),
-                       classes, counts)
+    return ZeroShotSet(np.concatenate(rows) if rows else np.empty(0, np.int64),
+                       np.asarray(labels), classes, counts)
 
 
-def multilabel_test(meta: pd.DataFrame, family: str, split: str = "test") -> tuple:
+class MultiLabelSet(NamedTuple):
+    """A multi-label test set: ``rows`` (positions in the table), the ``classes`` present and
+    the 0/1 ``targets`` ``(len(rows), len(classes))``."""
+
+    rows: np.ndarray
+    classes: tuple
+    targets: np.ndarray
+
+
+def multilabel_test(meta: pd.DataFrame, family: str, split: str = "test") -> MultiLabelSet:
     """The multi-label test set of a family for macro-AUROC (MERL's protocol): every `split`
-    row, and a 0/1 matrix over the family's classes present there.  Returns
-    ``(rows, classes, targets)``."""
-    pool = meta[meta["split"] == split]
+    row, and a 0/1 matrix over the family's classes present there."""
+    in_split = (meta["split"] == split).to_numpy()
+    pool = meta[in_split]
     classes = tuple(sorted({c for ls in pool[family] for c in ls}))
     index = {c: k for k, c in enumerate(classes)}
     targets = np.zeros((len(pool), len(classes)), dtype=np.int8)
     for r, ls in enumerate(pool[family]):
         for c in ls:
             targets[r, index[c]] = 1
-    return np.asarray(pool.index), classes, targets
+    return MultiLabelSet(np.flatnonzero(in_split), classes, targets)
 
 
 def _parse_codes(text) -> dict:

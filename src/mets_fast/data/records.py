@@ -50,26 +50,37 @@ def read_record(path: str | os.PathLike, fs: float | None = None,
             the rate ratio as a fraction with denominator at most 1000), after filling gaps of
             NaN samples (invalid ADC values) of up to 1 s linearly; None keeps the record's rate
             and its samples as they are.
-        leads: names to select and order (case-insensitive; ``MLII`` counts as ``II``); leads
-            the record lacks come back as rows of zeros with ``mask`` False.  None keeps every
-            lead in the record's order.
+        leads: names to select and order (case-insensitive; ``MLII`` counts as ``II``; a
+            string is one lead); leads the record lacks come back as rows of zeros with
+            ``mask`` False.  None keeps every lead in the record's order.
 
     Raises:
         FileNotFoundError: the header or a signal file is missing (the message names it).
-        ValueError: the header cannot be parsed, the data are truncated or unreadable, or a
-            requested lead name is repeated.
+        ValueError: the header is empty or cannot be parsed, its sampling rate is not
+            positive, the data are truncated or unreadable, `fs` is not a positive number, or
+            a requested lead name is repeated.
     """
+    if fs is not None and (isinstance(fs, bool) or not isinstance(fs, (int, float, np.number))
+                           or not np.isfinite(fs) or fs <= 0):
+        raise ValueError(f"fs must be a positive number of Hz, got {fs!r}")
     base = Path(path)
     if base.suffix in (".hea", ".dat"):
         base = base.with_suffix("")
     header_file = base.with_name(base.name + ".hea")
     if not header_file.is_file():
         raise FileNotFoundError(f"WFDB header not found: {header_file}")
+    if not header_file.read_text(errors="replace").strip():
+        raise ValueError(f"WFDB header {header_file} is empty")
     read = read_plain(base, header_file)
     if read is None:  # anything but a plain single-segment format 16/212 record
         read = _read_with_wfdb(base, header_file)
     signal, source_fs, raw_names, comments = read
+    if not (np.isfinite(source_fs) and source_fs > 0):
+        raise ValueError(f"WFDB header {header_file} gives a sampling rate of {source_fs:g} Hz; "
+                         f"it must be positive")
     names = tuple(standard_lead(n) for n in raw_names)
+    if isinstance(leads, str):
+        leads = [leads]
     if leads is None:
         mask = np.ones(len(names), dtype=bool)
         chosen = names
@@ -90,6 +101,8 @@ def select_leads(signal: np.ndarray, names: Sequence[str], wanted: Sequence[str]
     that `names` lacks come back as rows of zeros with ``mask`` False.
 
     Raises ValueError when `wanted` repeats a lead."""
+    if isinstance(wanted, str):
+        wanted = [wanted]
     wanted = [standard_lead(n) for n in wanted]
     if len(set(wanted)) != len(wanted):
         raise ValueError(f"leads repeat a name: {list(wanted)}")
@@ -119,7 +132,8 @@ def _read_with_wfdb(base: Path, header_file: Path) -> tuple:
     except Exception as exc:
         raise ValueError(f"cannot read WFDB record {base}: {exc}") from exc
     signal = record.p_signal
-    if signal is None or signal.shape[0] != header.sig_len:
+    # a header need not give the sample count (valid WFDB: the file's length says it)
+    if signal is None or (header.sig_len is not None and signal.shape[0] != header.sig_len):
         got = 0 if signal is None else signal.shape[0]
         raise ValueError(f"WFDB record {base} is truncated: the header declares "
                          f"{header.sig_len} samples, the data hold {got}")

@@ -5,9 +5,11 @@ A store is a directory::
     manifest.json   format name and version, N, leads, samples, fs, dtype, preprocessing
     signals.npy     (N, leads, samples) float16 or float32, opened memory-mapped
     meta.jsonl      one JSON object per ECG (pandas reads it with no extra dependency)
+    lead_mask.npy   (N, leads) bool: which leads each ECG really has (absent: all of them)
 
 It is written into a temporary directory beside the target and renamed at the end, so an
-interrupted run leaves no store behind (only a ``.<name>.tmp-*`` directory to delete).
+interrupted run leaves no store behind: only a ``.<name>.tmp-<pid>-*`` directory, which the
+next writer of that store removes once its process is gone.
 """
 
 from __future__ import annotations
@@ -48,11 +50,21 @@ class ECGStore:
     without copies), ``store.fs``, ``store.leads``, ``store.meta`` (a DataFrame, label columns
     as lists of codes) and ``store.preprocessing`` (the settings the signals were made with)."""
 
-    def __init__(self, path: Path, manifest: dict, signals: np.ndarray, meta: pd.DataFrame):
+    def __init__(self, path: Path, manifest: dict, signals: np.ndarray, meta: pd.DataFrame,
+                 lead_mask: np.ndarray | None = None):
         self.path = path
         self.manifest = manifest
         self.signals = signals
         self.meta = meta
+        self._lead_mask = lead_mask
+
+    @property
+    def lead_mask(self) -> np.ndarray:
+        """``(N, leads)`` bool: True where an ECG really has the lead, False where the row is a
+        zero stand-in for a lead its recording lacked (all True for a store without a mask)."""
+        if self._lead_mask is None:
+            return np.ones((len(self), len(self.leads)), dtype=bool)
+        return self._lead_mask
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "ECGStore":
@@ -67,19 +79,40 @@ class ECGStore:
         if manifest.get("format") != FORMAT:
             raise ValueError(f"{path} is not a mets_fast ECG store "
                              f"(format {manifest.get('format')!r})")
-        if manifest.get("version") != VERSION:
-            raise ValueError(f"{path} has store format version {manifest.get('version')}; this "
-                             f"mets_fast reads version {VERSION} (re-run mets_fast.prepare)")
-        signals = np.load(path / "signals.npy", mmap_mode="r")
+        version = manifest.get("version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ValueError(f"{manifest_file} gives the format version as {version!r} "
+                             f"({type(version).__name__}); this mets_fast reads version "
+                             f"{VERSION}, an integer: the manifest is damaged")
+        if version != VERSION:
+            raise ValueError(f"{path} has store format version {version}; this mets_fast reads "
+                             f"version {VERSION} (re-run mets_fast.prepare)")
+        for key in ("n", "leads", "samples", "fs", "dtype"):
+            if key not in manifest:
+                raise ValueError(f"{manifest_file} lacks {key!r}: the manifest is damaged")
         expected = (manifest["n"], len(manifest["leads"]), manifest["samples"])
-        if signals.shape != expected or signals.dtype != np.dtype(manifest["dtype"]):
-            raise ValueError(f"{path}/signals.npy holds {signals.dtype} {signals.shape}, the "
-                             f"manifest says {manifest['dtype']} {expected}")
-        meta = pd.read_json(path / "meta.jsonl", lines=True, dtype=False) \
-            if manifest["n"] else pd.DataFrame(columns=list(REQUIRED_COLUMNS))
+        signals = _open_signals(path / "signals.npy", expected, np.dtype(manifest["dtype"]))
+        meta_file = path / "meta.jsonl"
+        if manifest["n"]:
+            if not meta_file.is_file():
+                raise FileNotFoundError(f"{path} lacks meta.jsonl: the store is incomplete")
+            try:
+                meta = pd.read_json(meta_file, lines=True, dtype=False)
+            except ValueError as exc:
+                raise ValueError(f"{meta_file} is damaged or truncated (not one JSON object per "
+                                 f"line: {exc})") from exc
+        else:
+            meta = pd.DataFrame(columns=list(REQUIRED_COLUMNS))
         if len(meta) != manifest["n"]:
-            raise ValueError(f"{path}/meta.jsonl has {len(meta)} rows for {manifest['n']} ECGs")
-        return cls(path, manifest, signals, meta)
+            raise ValueError(f"{meta_file} has {len(meta)} rows for {manifest['n']} ECGs: it is "
+                             f"truncated or does not belong to these signals")
+        mask = None
+        if (path / "lead_mask.npy").is_file():
+            mask = np.load(path / "lead_mask.npy")
+            if mask.shape != expected[:2] or mask.dtype != bool:
+                raise ValueError(f"{path}/lead_mask.npy holds {mask.dtype} {mask.shape}, the "
+                                 f"manifest needs bool {expected[:2]}")
+        return cls(path, manifest, signals, meta, mask)
 
     def __len__(self) -> int:
         return self.manifest["n"]
@@ -107,14 +140,43 @@ class ECGStore:
                 f"samples={self.manifest['samples']}, fs={self.fs:g})")
 
 
+def _open_signals(path: Path, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """signals.npy memory-mapped, after checking that the file holds what the manifest says
+    (numpy's own errors on a damaged file name neither the file nor the damage)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path.parent} lacks signals.npy: the store is incomplete")
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+                    np.lib.format.read_array_header_2_0)
+            found, _, found_dtype = read(f)
+            offset = f.tell()
+    except (ValueError, OSError, SyntaxError) as exc:
+        raise ValueError(f"{path} is damaged: its .npy header cannot be read ({exc})") from exc
+    if tuple(found) != tuple(shape) or found_dtype != dtype:
+        raise ValueError(f"{path} holds {found_dtype} {tuple(found)}, the manifest says "
+                         f"{dtype} {tuple(shape)}")
+    need = offset + int(np.prod(shape)) * dtype.itemsize
+    if size < need:
+        raise ValueError(f"{path} is truncated: {size} bytes, its {dtype} {tuple(shape)} need "
+                         f"{need}")
+    return np.load(path, mmap_mode="r")
+
+
 class StoreWriter:
     """Writes a store atomically.  Use as a context manager::
 
         with StoreWriter(out, n, leads, samples, fs, preprocessing=...) as w:
             w.signals[i:j] = batch          # the memory map being written
+            w.lead_mask[i:j] = mask         # optional: the leads each ECG really has
             ...
             w.set_meta(meta)                # a DataFrame of n rows
-        # renamed into place here; on an exception the temporary directory is removed
+        # checked and renamed into place here; on an exception the temporary directory goes
+
+    At commit the signals are checked: NaN, and values that overflow float16 (beyond
+    +-65504, stored as inf), are refused naming the row; so are reports that are not strings.
     """
 
     def __init__(self, path: str | os.PathLike, n: int, leads: Sequence[str], samples: int,
@@ -127,7 +189,8 @@ class StoreWriter:
             raise FileExistsError(f"{self.path} exists; pass overwrite=True (--overwrite) to "
                                   f"replace it")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.tmp-",
+        _remove_stale_temporaries(self.path)
+        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.tmp-{os.getpid()}-",
                                           dir=self.path.parent))
         self.manifest = {"format": FORMAT, "version": VERSION, "n": int(n),
                          "leads": list(leads), "samples": int(samples), "fs": float(fs),
@@ -135,6 +198,7 @@ class StoreWriter:
                          "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         self.signals = np.lib.format.open_memmap(self._tmp / "signals.npy", mode="w+",
                                                  dtype=dtype, shape=(n, len(leads), samples))
+        self.lead_mask = np.ones((n, len(leads)), dtype=bool)
         self._meta = None
         self._overwrite = overwrite
 
@@ -151,9 +215,16 @@ class StoreWriter:
             raise ValueError(f"store metadata lacks the columns {missing}")
         if len(meta) != self.manifest["n"]:
             raise ValueError(f"metadata has {len(meta)} rows for {self.manifest['n']} ECGs")
-        bad = sorted(set(meta["split"]) - set(SPLITS))
+        bad = sorted(set(map(str, meta["split"])) - set(SPLITS))
         if bad:
             raise ValueError(f"split values must be {SPLITS}, got {bad}")
+        for column in ("report", "report_clean"):
+            kinds = meta[column].map(lambda r: isinstance(r, str)).to_numpy()
+            if not kinds.all():
+                row = int(np.flatnonzero(~kinds)[0])
+                raise ValueError(f"metadata row {row} ({meta['id'].iloc[row]!r}): {column} is "
+                                 f"{type(meta[column].iloc[row]).__name__} "
+                                 f"{meta[column].iloc[row]!r}, not a string (use '' for none)")
         self._meta = meta.reset_index(drop=True)
 
     def __enter__(self) -> "StoreWriter":
@@ -169,6 +240,7 @@ class StoreWriter:
         if self._meta is None:
             self.abort()
             raise ValueError("store metadata was never set (StoreWriter.set_meta)")
+        self._check_values()
         self.signals.flush()
         allocated = self.signals.shape[0]
         del self.signals
@@ -176,6 +248,9 @@ class StoreWriter:
             _cut_npy(self._tmp / "signals.npy", self.manifest["n"])
         self._meta.to_json(self._tmp / "meta.jsonl", orient="records", lines=True,
                            force_ascii=False)
+        mask = self.lead_mask[:self.manifest["n"]]
+        if not mask.all():
+            np.save(self._tmp / "lead_mask.npy", mask)
         (self._tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=2))
         _fsync_dir(self._tmp)
         if self.path.exists():
@@ -185,6 +260,22 @@ class StoreWriter:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(self._tmp, self.path)
+
+    def _check_values(self) -> None:
+        """Refuses signals holding NaN or inf (float16 stores inf for what exceeds 65504)."""
+        n = self.manifest["n"]
+        rows = max(1, (1 << 18) // max(1, self.signals[0].size if n else 1))  # 256 Ki values
+        for start in range(0, n, rows):
+            block = self.signals[start:min(n, start + rows)]
+            finite = np.isfinite(block).reshape(len(block), -1).all(1)
+            if not finite.all():
+                row = start + int(np.flatnonzero(~finite)[0])
+                ecg = self._meta["id"].iloc[row] if self._meta is not None else row
+                self.abort()
+                raise ValueError(
+                    f"signals row {row} (ECG {ecg!r}) holds NaN or inf; in a "
+                    f"{self.manifest['dtype']} store that is also a value beyond its range "
+                    f"(+-65504 for float16): clean or rescale it, or store float32")
 
     def abort(self) -> None:
         self.__dict__.pop("signals", None)
@@ -223,6 +314,25 @@ def _cut_npy(path: Path, n: int) -> None:
             dst.write(block)
             left -= len(block)
     os.replace(tmp, path)
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Removes ``.<name>.tmp-<pid>-*`` directories of writers of `target` whose process is gone
+    (a killed prepare leaves one)."""
+    for tmp in target.parent.glob(f".{target.name}.tmp-*"):
+        pid = tmp.name[len(f".{target.name}.tmp-"):].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _fsync_dir(path: Path) -> None:

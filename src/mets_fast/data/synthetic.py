@@ -128,8 +128,13 @@ SYNTHETIC_TASKS = {
 }
 
 
+class Corpus(NamedTuple):
+    signals: np.ndarray  # (n, 12, samples) float32, mV
+    meta: pd.DataFrame
+
+
 def synthetic_corpus(n: int, seed: int = 0, fs: float = 100.0, seconds: float = 10.0,
-                     split: tuple = (0.8, 0.1, 0.1)):
+                     split: tuple = (0.8, 0.1, 0.1)) -> Corpus:
     """`n` synthetic 12-lead ECGs with reports and labels.
 
     Args:
@@ -143,15 +148,37 @@ def synthetic_corpus(n: int, seed: int = 0, fs: float = 100.0, seconds: float = 
         columns (``id``, ``report``, ``report_clean``, ``split``, ``source``, ``superclass``,
         ``subclass``, ``form``, ``rhythm``) and ``conditions`` (the condition names).
     """
-    if not isinstance(n, (int, np.integer)) or n < 0:
+    _check_corpus_args(n, fs, seconds)
+    splits = split_groups(np.arange(n), split, seed=[seed, 2**31])  # each ECG its own patient
+    return _render_range(0, n, splits, seed, fs, seconds)
+
+
+def synthetic_batches(n: int, seed: int = 0, fs: float = 100.0, seconds: float = 10.0,
+                      split: tuple = (0.8, 0.1, 0.1), batch: int = 1000):
+    """:func:`synthetic_corpus` in pieces of `batch` ECGs (the same ECGs, splits and order),
+    so that a corpus of any size is made in constant memory."""
+    _check_corpus_args(n, fs, seconds)
+    splits = split_groups(np.arange(n), split, seed=[seed, 2**31])
+    for start in range(0, n, batch):
+        yield _render_range(start, min(n, start + batch), splits, seed, fs, seconds)
+
+
+def _check_corpus_args(n, fs, seconds) -> None:
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
     if not fs >= 50:
         raise ValueError(f"fs must be at least 50 Hz, got {fs!r}")
     if not seconds > 1:
         raise ValueError(f"seconds must exceed 1, got {seconds!r}")
+
+
+def _render_range(start: int, stop: int, splits: np.ndarray, seed: int, fs: float,
+                  seconds: float) -> Corpus:
+    """ECGs start..stop-1 of the corpus of `seed` (ECG i depends on (seed, i) alone)."""
     samples = to_samples(seconds, fs)
+    n = stop - start
     waves, offsets, atrial, noise, rows = [], [0], [], [], []
-    for i in range(n):
+    for i in range(start, stop):
         rng = np.random.default_rng([seed, i])
         conditions = _draw_conditions(rng)
         ecg_waves, ecg_atrial = _ecg_waves(rng, conditions, seconds)
@@ -165,9 +192,8 @@ def synthetic_corpus(n: int, seed: int = 0, fs: float = 100.0, seconds: float = 
         _render(np.concatenate(waves), np.asarray(offsets), np.stack(atrial), np.stack(noise),
                 float(fs), np.int64(seed), signals)
     meta = pd.DataFrame(rows, columns=list(REQUIRED_COLUMNS) + ["conditions"])
-    # every ECG is its own patient
-    meta["split"] = split_groups(np.arange(n), split, seed=[seed, 2**31])
-    return signals, meta
+    meta["split"] = splits[start:stop]
+    return Corpus(signals, meta)
 
 
 def _draw_conditions(rng) -> list:

@@ -155,10 +155,7 @@ def ptbxl_multilabel(store: ECGStore, statements: Path, split: str) -> dict:
         else:
             described = [str(table.loc[c, "description"]) if c in table.index else c
                          for c in codes]
-        positions = store.meta.index.get_indexer(rows)
-        out[family] = MultiLabel(store.signals[np.sort(positions)],
-                                 tuple(codes), tuple(described),
-                                 targets[np.argsort(positions)])
+        out[family] = MultiLabel(store.signals[rows], tuple(codes), tuple(described), targets)
     return out
 
 
@@ -278,8 +275,7 @@ def store_probe_sets(spec: DataSpec, settings: Settings, n: int = 10000,
         name = f"{next(iter(sorted(sources)))}_{family}"
         if single:
             train_y, test_y = train_y.argmax(1), test_y.argmax(1)
-        train_pos, test_pos = (store.meta.index.get_indexer(r) for r in (train_rows, test_rows))
-        out[name] = ProbeSet(store.signals, train_pos, train_y, test_pos, test_y, codes,
+        out[name] = ProbeSet(store.signals, train_rows, train_y, test_rows, test_y, codes,
                              not single)
     return out
 

@@ -59,6 +59,9 @@ class FrozenTextEncoder:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         _check_template(template)
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device={device!r}: CUDA is not available on this machine (use "
+                             f"device='cpu')")
         from transformers import AutoModel, AutoTokenizer
 
         source, directory = resolve_model(model)

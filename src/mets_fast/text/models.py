@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 from pathlib import Path
 
@@ -30,14 +29,44 @@ def default_model_dir() -> Path:
 
 def resolve_model(model: str | os.PathLike) -> tuple:
     """``(source, local directory or None)``: ``"default"`` is the bundled all-MiniLM-L6-v2, an
-    existing directory is used as it is, anything else is a Hugging Face id."""
+    existing directory is used as it is, a Hugging Face id (``org/name``) is looked up in the
+    hub's local cache.
+
+    Raises FileNotFoundError for a path that does not exist (``/...``, ``./...``, ``~/...``,
+    or more than ``org/name``), and OSError at once, with the offline advice, for a hub id
+    that is not cached when the hub cannot be reached (rather than after a minute of
+    retries)."""
     if str(model) == "default":
         directory = default_model_dir()
         return str(directory), directory
-    path = Path(model)
+    text = str(model)
+    path = Path(text).expanduser()
     if path.is_dir():
         return str(path), path
-    return str(model), None
+    if isinstance(model, os.PathLike) or text.startswith((os.sep, ".", "~")) or \
+            len(Path(text).parts) > 2 or path.exists():
+        raise FileNotFoundError(f"language model directory not found: {text} (a directory with "
+                                f"config.json and the weights, or a hub id such as "
+                                f"'emilyalsentzer/Bio_ClinicalBERT')")
+    cached = _hub_snapshot(text)
+    if cached is not None:
+        return text, cached
+    if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0") or not _hub_reachable():
+        raise OSError(f"the language model {text!r} is not in the local Hugging Face cache and "
+                      f"the hub cannot be reached: download it elsewhere "
+                      f"(huggingface-cli download {text} --local-dir DIR) and pass model='DIR', "
+                      f"or use model='default' (all-MiniLM-L6-v2, installed with mets_fast)")
+    return text, None
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def model_identity(directory: Path | None, source: str) -> str:
