@@ -222,3 +222,32 @@ def test_mitbih_prepares_with_a_60_hz_notch_and_three_second_beat_windows(tmp_pa
     assert store.preprocessing["powerline"] == 60.0 and store.preprocessing["seconds"] == 3.0
     assert store.manifest["samples"] == 300
     assert store.lead_mask[:, [1, 6]].all() and not store.lead_mask[:, 0].any()
+
+
+def _edit_header(path, line0):
+    header = path.with_suffix(".hea") if path.suffix else path.parent / (path.name + ".hea")
+    lines = header.read_text().splitlines()
+    header.write_text("\n".join([line0(lines[0])] + lines[1:]) + "\n")
+    return header
+
+
+def test_wfdb_header_edge_cases(twelve_lead, tmp_path):
+    import shutil
+
+    path, signal = twelve_lead
+    # no sample count: valid WFDB (the signal file's length says it), read as wfdb reads it
+    _edit_header(path, lambda first: " ".join(first.split()[:3]))
+    rec = read_record(path)
+    assert rec.signal.shape == signal.shape
+    np.testing.assert_allclose(rec.signal, signal, atol=1e-3)
+    # a sampling rate of 0 is refused, naming the header
+    _edit_header(path, lambda first: " ".join(first.split()[:2] + ["0"] + first.split()[3:]))
+    with pytest.raises(ValueError, match="sampling rate"):
+        read_record(path)
+    # an empty header says it is empty
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    shutil.copy(path.parent / (path.name + ".dat"), empty / "rec.dat")
+    (empty / "rec.hea").write_text("\n")
+    with pytest.raises(ValueError, match="is empty"):
+        read_record(empty / "rec")
