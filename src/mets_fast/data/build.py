@@ -234,6 +234,8 @@ def write_store(out: Path, source: Iterable, n_max: int, settings: Settings,
                 rows.extend(i.row for i in batch)
                 lengths.extend(real)
                 batch.clear()
+                if stop % (16 * BATCH) == 0:
+                    writer.release(stop)
 
         for item in tqdm(source, total=n_max, disable=quiet, unit="ecg",
                          desc=f"preparing {out.name}"):

@@ -202,6 +202,19 @@ class StoreWriter:
         self._meta = None
         self._overwrite = overwrite
 
+    def release(self, stop: int) -> None:
+        """Writes rows ``[0, stop)`` of the memory map to disk and drops their pages from this
+        process's memory (they stay in the page cache), so that writing a store of any size
+        keeps the writer's resident memory flat."""
+        import mmap
+
+        self.signals.flush()
+        raw = getattr(self.signals, "_mmap", None)
+        row = self.signals[0].nbytes if len(self.signals) else 0
+        end = (self.signals.offset + stop * row) // mmap.PAGESIZE * mmap.PAGESIZE
+        if raw is not None and end > 0 and hasattr(raw, "madvise"):
+            raw.madvise(mmap.MADV_DONTNEED, 0, min(end, len(raw)))
+
     def shrink(self, n: int) -> None:
         """Keep only the first `n` ECGs (when some inputs were skipped after the store was
         sized); the file is cut at commit."""
