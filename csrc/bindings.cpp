@@ -55,11 +55,24 @@ Operands<T> operands(py::array& a, py::array& b, py::array& norm_a, py::array& n
 
 bool is_double(const py::array& a) { return py::isinstance<py::array_t<double>>(a); }
 
+// Report groups: both None, or int64 arrays of rows and cols ids (see Operands).
+template <class T>
+void set_groups(Operands<T>& op, py::object row_groups, py::object col_groups) {
+    if (row_groups.is_none() != col_groups.is_none())
+        throw std::invalid_argument("row_groups and col_groups: give both or neither");
+    if (row_groups.is_none()) return;
+    py::array rg = row_groups.cast<py::array>(), cg = col_groups.cast<py::array>();
+    op.group_a = buffer<int64_t>(rg, "row_groups", op.rows, false);
+    op.group_b = buffer<int64_t>(cg, "col_groups", op.cols, false);
+}
+
 template <class T>
 double loss_forward(py::array a, py::array b, py::array norm_a, py::array norm_b,
                     py::array lse_row, py::object lse_col, py::object logits, double scale,
-                    int64_t offset, bool symmetric, bool normalize, int threads) {
+                    int64_t offset, bool symmetric, bool normalize, py::object row_groups,
+                    py::object col_groups, int threads) {
     Operands<T> op = operands<T>(a, b, norm_a, norm_b, scale, normalize, threads);
+    set_groups(op, row_groups, col_groups);
     T* lr = buffer<T>(lse_row, "lse_row", op.rows, true);
     T* lc = optional_buffer<T>(lse_col, "lse_col", op.cols);
     if (symmetric && !lc) throw std::invalid_argument("the symmetric loss needs lse_col");
@@ -71,9 +84,11 @@ double loss_forward(py::array a, py::array b, py::array norm_a, py::array norm_b
 template <class T>
 double loss_backward(py::array a, py::array b, py::array norm_a, py::array norm_b,
                      py::array lse_row, py::object lse_col, py::object logits, double scale,
-                     int64_t offset, bool symmetric, bool normalize, double grad, py::array da,
-                     py::array db, int threads) {
+                     int64_t offset, bool symmetric, bool normalize, py::object row_groups,
+                     py::object col_groups, double grad, py::array da, py::array db,
+                     int threads) {
     Operands<T> op = operands<T>(a, b, norm_a, norm_b, scale, normalize, threads);
+    set_groups(op, row_groups, col_groups);
     T* lr = buffer<T>(lse_row, "lse_row", op.rows, false);
     T* lc = optional_buffer<T>(lse_col, "lse_col", op.cols);
     if (symmetric && !lc) throw std::invalid_argument("the symmetric loss needs lse_col");
@@ -123,13 +138,14 @@ PYBIND11_MODULE(_C, m) {
     m.def("loss_forward", METS_BY_DTYPE(loss_forward), py::arg("a"), py::arg("b"),
           py::arg("norm_a"), py::arg("norm_b"), py::arg("lse_row"), py::arg("lse_col"),
           py::arg("logits"), py::arg("scale"), py::arg("offset"), py::arg("symmetric"),
-          py::arg("normalize"), py::arg("threads"),
+          py::arg("normalize"), py::arg("row_groups"), py::arg("col_groups"), py::arg("threads"),
           "Loss value; writes the row norms, the row (and column) log-sum-exps and, when given "
-          "an array, the logits.");
+          "an array, the logits (pairs left out by the report groups hold -1e30 there).");
     m.def("loss_backward", METS_BY_DTYPE(loss_backward), py::arg("a"), py::arg("b"),
           py::arg("norm_a"), py::arg("norm_b"), py::arg("lse_row"), py::arg("lse_col"),
           py::arg("logits"), py::arg("scale"), py::arg("offset"), py::arg("symmetric"),
-          py::arg("normalize"), py::arg("grad"), py::arg("da"), py::arg("db"), py::arg("threads"),
+          py::arg("normalize"), py::arg("row_groups"), py::arg("col_groups"), py::arg("grad"),
+          py::arg("da"), py::arg("db"), py::arg("threads"),
           "Writes dL/da and dL/db (scaled by grad); returns dL/dscale.  Reads the logits saved "
           "by loss_forward when given them, else recomputes them.");
     m.def("similarity_forward", METS_BY_DTYPE(similarity_forward), py::arg("a"), py::arg("b"),

@@ -41,6 +41,14 @@ mc::Pair pair(uintptr_t a, uintptr_t b, int64_t rows, int64_t cols, int64_t dim,
             ptr<void>(stream)};
 }
 
+// Report groups: both or neither (device pointers to rows and cols int64 ids).
+void set_groups(mc::Pair& p, uintptr_t row_groups, uintptr_t col_groups) {
+    if (!row_groups != !col_groups)
+        throw std::invalid_argument("row_groups and col_groups: give both or neither");
+    p.group_a = ptr<const int64_t>(row_groups);
+    p.group_b = ptr<const int64_t>(col_groups);
+}
+
 void check_loss(const mc::Pair& p, int64_t offset, bool symmetric, uintptr_t lse_col) {
     if (symmetric && (p.rows != p.cols || offset != 0))
         throw std::invalid_argument("the symmetric loss takes square logits and offset 0");
@@ -60,10 +68,11 @@ PYBIND11_MODULE(_cuda, m) {
         "loss_forward",
         [](uintptr_t a, uintptr_t b, int64_t rows, int64_t cols, int64_t dim, int dtype,
            uintptr_t norm_a, uintptr_t norm_b, float scale, bool normalize, uintptr_t stream,
-           int64_t offset, bool symmetric, uintptr_t lse_row, uintptr_t lse_col, uintptr_t pos,
-           uintptr_t out) {
-            const mc::Pair p =
+           int64_t offset, bool symmetric, uintptr_t row_groups, uintptr_t col_groups,
+           uintptr_t lse_row, uintptr_t lse_col, uintptr_t pos, uintptr_t out) {
+            mc::Pair p =
                 pair(a, b, rows, cols, dim, dtype, norm_a, norm_b, scale, normalize, stream);
+            set_groups(p, row_groups, col_groups);
             check_loss(p, offset, symmetric, lse_col);
             need(lse_row, "lse_row");
             need(pos, "pos");
@@ -75,17 +84,19 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("a"), py::arg("b"), py::arg("rows"), py::arg("cols"), py::arg("dim"),
         py::arg("dtype"), py::arg("norm_a"), py::arg("norm_b"), py::arg("scale"),
         py::arg("normalize"), py::arg("stream"), py::arg("offset"), py::arg("symmetric"),
-        py::arg("lse_row"), py::arg("lse_col"), py::arg("pos"), py::arg("out"),
+        py::arg("row_groups"), py::arg("col_groups"), py::arg("lse_row"), py::arg("lse_col"),
+        py::arg("pos"), py::arg("out"),
         "Writes the norms, the log-sum-exps, the positive logits and the loss (out[0]).");
     m.def(
         "loss_backward",
         [](uintptr_t a, uintptr_t b, int64_t rows, int64_t cols, int64_t dim, int dtype,
            uintptr_t norm_a, uintptr_t norm_b, float scale, bool normalize, uintptr_t stream,
-           int64_t offset, bool symmetric, uintptr_t lse_row, uintptr_t lse_col, float grad,
-           uintptr_t g_rows, uintptr_t g_cols, uintptr_t ds_rows, uintptr_t da, uintptr_t db,
-           uintptr_t dscale) {
-            const mc::Pair p =
+           int64_t offset, bool symmetric, uintptr_t row_groups, uintptr_t col_groups,
+           uintptr_t lse_row, uintptr_t lse_col, float grad, uintptr_t g_rows, uintptr_t g_cols,
+           uintptr_t ds_rows, uintptr_t da, uintptr_t db, uintptr_t dscale) {
+            mc::Pair p =
                 pair(a, b, rows, cols, dim, dtype, norm_a, norm_b, scale, normalize, stream);
+            set_groups(p, row_groups, col_groups);
             check_loss(p, offset, symmetric, lse_col);
             for (auto [q, name] : {std::pair{lse_row, "lse_row"}, {g_rows, "g_rows"},
                                    {g_cols, "g_cols"}, {ds_rows, "ds_rows"}, {da, "da"},
@@ -100,7 +111,8 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("a"), py::arg("b"), py::arg("rows"), py::arg("cols"), py::arg("dim"),
         py::arg("dtype"), py::arg("norm_a"), py::arg("norm_b"), py::arg("scale"),
         py::arg("normalize"), py::arg("stream"), py::arg("offset"), py::arg("symmetric"),
-        py::arg("lse_row"), py::arg("lse_col"), py::arg("grad"), py::arg("g_rows"),
+        py::arg("row_groups"), py::arg("col_groups"), py::arg("lse_row"), py::arg("lse_col"),
+        py::arg("grad"), py::arg("g_rows"),
         py::arg("g_cols"), py::arg("ds_rows"), py::arg("da"), py::arg("db"), py::arg("dscale"),
         "Gradients of grad * loss into da, db and dscale[0] (g_rows, g_cols, ds_rows: float32 "
         "workspace).");

@@ -6,7 +6,9 @@
 //   symmetric (CLIP):  L = (sum_i LSE_row(i) + sum_j LSE_col(j) - 2 sum_i S(i,i)) / (2B)
 //   one direction:     L = (sum_i LSE_row(i) - sum_i S(i, offset+i)) / Br
 // and both have   dL/dS(i,j) = wr P(i,j) + wc Q(i,j) - wpos [j == offset+i]
-// with P the row softmax and Q the column softmax of S.  Nothing here allocates or loops over a
+// with P the row softmax and Q the column softmax of S.  With report groups (integer ids, equal
+// ids = the same report), the pairs excluded() names are left out of both softmaxes: their
+// logits count as -inf, so P, Q and dL/dS are 0 there.  Nothing here allocates or loops over a
 // whole matrix: the back ends own the tiling; these are the per-element and per-row rules, written
 // once so that both back ends compute exactly the same quantities.
 //
@@ -58,6 +60,14 @@ METS_HD LossWeights loss_weights(bool symmetric, int64_t rows, double grad) {
 
 // Column j of the logits is the positive of row j - offset (when that row exists).
 METS_HD bool is_positive(int64_t row, int64_t col, int64_t offset) { return col == row + offset; }
+
+// Report-aware negatives: a pair of the same group that is not the row's own positive is neither
+// positive nor negative.  The positive itself is never left out, so every row and column keeps
+// at least one logit; without groups (null) nothing is left out.
+METS_HD bool excluded(const int64_t* row_groups, const int64_t* col_groups, int64_t row,
+                      int64_t col, int64_t offset) {
+    return row_groups && row_groups[row] == col_groups[col] && !is_positive(row, col, offset);
+}
 
 // 1 / max(|a|, eps): the factor that normalises a row (or 1 when normalisation is off).
 template <class T> METS_HD T inv_norm(T norm, bool normalize) {

@@ -236,6 +236,7 @@ template <class T> struct Prepared {
     Buffer<T> inv_a, inv_b;  // 1 / max(|row|, eps), or 1 without normalisation
     Buffer<T> xs;            // s * x, chunked [Dp / CW][rows_p][CW], zero padded
     Buffer<T> yn;            // y, chunked [Dp / CW][cols_p][CW], zero padded (backward only)
+    Buffer<T> group_a, group_b;  // report groups as T, padded with ids no real row has; or empty
 
     const T* xs_rows(int64_t i) const { return xs.p + i * CW<T>; }
     const T* yn_rows(int64_t j) const { return yn.p + j * CW<T>; }
@@ -251,7 +252,13 @@ template <class T> struct Prepared {
           inv_a(rows_p),
           inv_b(cols_p),
           xs(rows_p * Dp),
-          yn(need_yn ? cols_p * Dp : 0) {
+          yn(need_yn ? cols_p * Dp : 0),
+          group_a(o.group_a ? rows_p : 0),
+          group_b(o.group_a ? cols_p : 0) {
+        if (o.group_a) {
+            for (int64_t i = 0; i < rows_p; ++i) group_a.p[i] = i < o.rows ? T(o.group_a[i]) : T(-1);
+            for (int64_t j = 0; j < cols_p; ++j) group_b.p[j] = j < o.cols ? T(o.group_b[j]) : T(-2);
+        }
         const int threads = thread_count(o.threads);
         const int64_t rows = o.rows, cols = o.cols;
         T* xsp = xs.p;
@@ -384,6 +391,27 @@ template <class T, class Visit> void sweep(const Prepared<T>& pr, bool pack, Vis
     });
 }
 
+// The vector form of excluded() (contrastive.h) over the valid rows of a tile of logits: every
+// pair of equal groups gets the masked logit, then the positive gets its own back.  One compare
+// and one select per logit, whatever the groups.
+template <class T> void exclude_groups(const Prepared<T>& pr, Span s, int64_t offset, T* tile) {
+    if (!pr.group_a.p) return;
+    const vec<T> masked = splat(Masked<T>::value);
+    const T* cg = pr.group_b.p + s.j0;
+    for (int64_t i = 0; i < s.mr; ++i) {
+        T* row = tile + i * NB;
+        const int64_t jp = s.i0 + i + offset - s.j0;
+        const bool has_positive = jp >= 0 && jp < s.nc;
+        const T positive = has_positive ? row[jp] : T(0);
+        const vec<T> g = splat(pr.group_a.p[s.i0 + i]);
+        for (int64_t j = 0; j < s.nb; j += W<T>) {
+            const vec<T> v = load(row + j);
+            store(row + j, load(cg + j) == g ? masked : v);
+        }
+        if (has_positive) row[jp] = positive;
+    }
+}
+
 // The valid mr x nc corner of a tile into a (rows, ld) matrix, and back: a tile loaded from the
 // matrix is zero outside that corner.
 template <class T> void copy_tile(const T* tile, Span s, T* m, int64_t ld) {
@@ -502,11 +530,13 @@ double loss_forward(const Operands<T>& op, int64_t offset, bool symmetric, T* ls
     sweep(pr, /*pack=*/true, [&](Span s, T* tile, const T* panel) {
         const int64_t i0 = s.i0, mb = s.mb, mr = s.mr, j0 = s.j0, nb = s.nb, nc = s.nc;
         logits_tile(pr, i0, mb, nb, panel, tile);
-        if (logits) copy_tile(tile, s, logits, op.cols);
         for (int64_t i = 0; i < mr; ++i) {
             const int64_t j = i0 + i + offset - j0;
             if (j >= 0 && j < nc) positive.p[i0 + i] = tile[i * NB + j];
         }
+        // The kept logits are the excluded ones: the backward pass reads them as they are.
+        exclude_groups(pr, s, offset, tile);
+        if (logits) copy_tile(tile, s, logits, op.cols);
         for (int64_t i = 0; i < mb; ++i)
             for (int64_t j = (i < mr ? nc : 0); j < nb; ++j) tile[i * NB + j] = masked;
         if (fixed) {
@@ -591,10 +621,12 @@ double loss_backward(const Operands<T>& op, int64_t offset, bool symmetric, cons
 
     return backward_pass(pr, da, db, /*pack=*/!logits, [&](Span s, T* tile, const T* panel) {
         const int64_t i0 = s.i0, mb = s.mb, mr = s.mr, j0 = s.j0, nb = s.nb, nc = s.nc;
-        if (logits)
+        if (logits) {
             load_tile(logits, op.cols, s, tile);
-        else
+        } else {
             logits_tile(pr, i0, mb, nb, panel, tile);
+            exclude_groups(pr, s, offset, tile);
+        }
         for (int64_t i = 0; i < mb; ++i) {
             T* row = tile + i * NB;
             const vec<T> li = splat(lr.p[i0 + i]);

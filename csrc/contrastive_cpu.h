@@ -17,6 +17,10 @@ template <class T> struct Operands {
     T scale;         // the logit scale s (a multiplier)
     bool normalize;  // divide rows by max(|row|, eps) first
     int threads;
+    // Report groups of the rows and columns (null: none; the losses only).  The kernels compare
+    // them as T, so ids must be exact in T: mets_fast/loss.py passes dense ids 0 .. rows+cols-1.
+    const int64_t* group_a = nullptr;
+    const int64_t* group_b = nullptr;
 };
 
 // loss_forward writes the logits S (rows x cols) to `logits` unless it is null; loss_backward

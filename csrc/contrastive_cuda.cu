@@ -65,6 +65,7 @@ template <class In> struct Side {
     const In* data;
     const float* norm;
     int64_t rows;
+    const int64_t* group;  // report groups, or null
     // 1 / max(|row r|, eps), or 1 without normalisation: what row r is multiplied by
     __device__ float inv_norm_of(int64_t r, bool normalize) const {
         return inv_norm(norm[r], normalize);
@@ -122,10 +123,12 @@ template <class F> __device__ __forceinline__ void for_each_logit(int64_t r0, in
         for (int j = 0; j < 4; ++j) fn(i, j, r0 + ty + 16 * i, c0 + tx + 16 * j);
 }
 
-// lse[r] = log sum_j exp(s x^_r . y^_j) for every row r of x.
+// lse[r] = log sum_j exp(s x^_r . y^_j) for every row r of x, over the columns j that the
+// report groups do not leave out (row r's positive is column r + offset).
 template <class In>
 __global__ void __launch_bounds__(THREADS)
-    lse_rows(Side<In> x, Side<In> y, int dim, float scale, bool normalize, float* lse) {
+    lse_rows(Side<In> x, Side<In> y, int dim, float scale, bool normalize, int64_t offset,
+             float* lse) {
     __shared__ float xs[BK][BM + 1], ys[BK][BN + 1];
     const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
     const int64_t r0 = int64_t(blockIdx.x) * BM;
@@ -140,7 +143,10 @@ __global__ void __launch_bounds__(THREADS)
             float tile_max = kMasked;
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
-                acc[i][j] = c0 + tx + 16 * j < y.rows ? acc[i][j] * scale : kMasked;
+                const int64_t r = r0 + ty + 16 * i, c = c0 + tx + 16 * j;
+                const bool kept =
+                    c < y.rows && (r >= x.rows || !excluded(x.group, y.group, r, c, offset));
+                acc[i][j] = kept ? acc[i][j] * scale : kMasked;
                 tile_max = fmaxf(tile_max, acc[i][j]);
             }
             const float f = lse_rescale(m[i], half_warp_max(tile_max), ExpF());
@@ -202,7 +208,7 @@ __global__ void __launch_bounds__(THREADS)
             logits_tile(x, r0, y, c0, dim, normalize, s, xs, ys);
             for_each_logit(r0, c0, [&](int i, int j, int64_t r, int64_t c) {
                 float g = 0.f;
-                if (r < x.rows && c < y.rows) {
+                if (r < x.rows && c < y.rows && !excluded(x.group, y.group, r, c, rule.offset)) {
                     const float logit = s[i][j] * scale;
                     if (rule.lse_self) g += rule.w_self * __expf(logit - rule.lse_self[r]);
                     if (rule.lse_other) g += rule.w_other * __expf(logit - rule.lse_other[c]);
@@ -356,8 +362,8 @@ template <class In> struct Launcher {
     explicit Launcher(const Pair& pair)
         : p(pair),
           stream(static_cast<cudaStream_t>(pair.stream)),
-          a{static_cast<const In*>(pair.a), pair.norm_a, pair.rows},
-          b{static_cast<const In*>(pair.b), pair.norm_b, pair.cols} {}
+          a{static_cast<const In*>(pair.a), pair.norm_a, pair.rows, pair.group_a},
+          b{static_cast<const In*>(pair.b), pair.norm_b, pair.cols, pair.group_b} {}
 
     void norms() {
         const int threads = 32 * kRowsPerWarpBlock;
@@ -381,9 +387,9 @@ template <class In> struct Launcher {
         check(cudaGetLastError(), "similarity_tiles");
     }
 
-    void lse(const Side<In>& x, const Side<In>& y, float* out) {
+    void lse(const Side<In>& x, const Side<In>& y, int64_t offset, float* out) {
         lse_rows<In><<<blocks_for(x.rows, BM), THREADS, 0, stream>>>(x, y, int(p.dim), p.scale,
-                                                                    p.normalize, out);
+                                                                    p.normalize, offset, out);
         check(cudaGetLastError(), "lse_rows");
     }
 
@@ -432,8 +438,8 @@ void loss_forward(const Pair& p, int64_t offset, bool symmetric, float* lse_row,
                   float* pos, float* out_loss) {
     by_dtype(p, [&](auto&& L) {
         L.norms();
-        L.lse(L.a, L.b, lse_row);
-        if (symmetric) L.lse(L.b, L.a, lse_col);
+        L.lse(L.a, L.b, offset, lse_row);
+        if (symmetric) L.lse(L.b, L.a, -offset, lse_col);
         L.positives(offset, pos);
         const LossWeights w = loss_weights(symmetric, p.rows, 1.0);
         weighted_sums<<<1, kReduceThreads, 0, L.stream>>>(

@@ -22,6 +22,9 @@ struct Pair {
     float scale;
     bool normalize;
     void* stream;
+    // Report groups of a's and b's rows (device, int64; null: none; the losses only).
+    const int64_t* group_a = nullptr;
+    const int64_t* group_b = nullptr;
 };
 
 // Writes the norms, the row (and, when symmetric, column) log-sum-exps, the positive logits

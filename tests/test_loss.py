@@ -68,9 +68,10 @@ def logits_path(request, monkeypatch):
     return request.param
 
 
-def _check_symmetric(a, b, s, rtol, atol, normalize=True):
-    ours = _grads(contrastive_loss, a, b, s, normalize=normalize)
-    ref = _grads(reference_contrastive_loss, a.double(), b.double(), s, normalize=normalize)
+def _check_symmetric(a, b, s, rtol, atol, normalize=True, groups=None):
+    ours = _grads(contrastive_loss, a, b, s, normalize=normalize, groups=groups)
+    ref = _grads(reference_contrastive_loss, a.double(), b.double(), s, normalize=normalize,
+                 groups=groups)
     _assert_close(ours, ref, rtol, atol, (a, b) if normalize else None, s)
 
 
@@ -205,6 +206,160 @@ def test_every_instruction_set(isa, batch, dim, logits_path):
         _assert_close(ours, ref, rtol, atol, inputs=(a[: batch // 2 + 1], b), scale=30.0)
 
 
+# ---------------------------------------------------------------------------------------------
+# Report groups: pairs of one report other than the positive are left out of both softmaxes
+# ---------------------------------------------------------------------------------------------
+
+
+def _groups(n, distinct, seed):
+    """n report ids drawn from `distinct` values (ids far apart and negative ones included)."""
+    g = torch.Generator().manual_seed(seed)
+    values = torch.randperm(10 * distinct + 10, generator=g)[:distinct] * 7919 - 3 * distinct
+    return values[torch.randint(0, distinct, (n,), generator=g)]
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 17, 129, 1000])
+@pytest.mark.parametrize("dim", [1, 7, 257])
+def test_groups_match_reference_float32(batch, dim, logits_path):
+    for seed, (scale, distinct) in enumerate([(1.0, 2), (14.3, max(batch // 3, 1)),
+                                              (100.0, max(batch - 1, 1))]):
+        a, b = _inputs(batch, batch, dim, seed)
+        _check_symmetric(a, b, scale, rtol=2e-4, atol=2e-6, groups=_groups(batch, distinct, seed))
+
+
+@pytest.mark.parametrize("batch,dim", [(3, 7), (129, 257), (1000, 128)])
+@pytest.mark.parametrize("scale", [1.0, 14.3, 100.0, 400.0])
+def test_groups_match_reference_float64(batch, dim, scale, logits_path):
+    """400 is past float64's fixed shift: the running-maximum path of the kernels."""
+    a, b = _inputs(batch, batch, dim, seed=batch, dtype=torch.float64)
+    for distinct in (1, 2, batch // 4 + 1):
+        _check_symmetric(a, b, scale, rtol=1e-10, atol=1e-12, groups=_groups(batch, distinct, 1))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_groups_with_extreme_norms_and_without_normalisation(seed, logits_path):
+    a, b = _inputs(129, 129, 33, seed, extreme=True)
+    groups = _groups(129, 20, seed)
+    for scale in (1.0, 100.0):
+        _check_symmetric(a, b, scale, rtol=2e-4, atol=2e-6, groups=groups)
+    a, b = _inputs(65, 65, 16, seed)
+    _check_symmetric(a * 0.3, b * 0.3, 2.0, rtol=2e-4, atol=2e-6, normalize=False,
+                     groups=groups[:65])
+
+
+@pytest.mark.parametrize("batch", [1, 5, 130, 1100])
+def test_one_group_leaves_only_the_positives(batch, logits_path):
+    """Every row and column then has only its positive: the loss and all gradients are 0."""
+    a, b = _inputs(batch, batch, 9, seed=batch)
+    loss, da, db, ds = _grads(contrastive_loss, a, b, 14.3, groups=torch.full((batch,), 7))
+    assert abs(float(loss)) < 1e-6
+    for g in (da, db, ds):
+        assert float(g.abs().max()) < 1e-6
+
+
+@pytest.mark.parametrize("batch", [1, 17, 1100])
+def test_distinct_groups_are_clips_loss_bit_for_bit(batch, logits_path):
+    a, b = _inputs(batch, batch, 33, seed=3)
+    plain = _grads(contrastive_loss, a, b, 14.3)
+    # ids 2**40 + k differ by less than float32 resolves: the kernels must still tell them apart
+    grouped = _grads(contrastive_loss, a, b, 14.3, groups=torch.arange(batch) + 2**40)
+    assert all(torch.equal(x, y) for x, y in zip(plain, grouped))
+    rows = max(batch // 2, 1)
+    plain = _grads(infonce, a[:rows], b, 14.3, offset=batch - rows)
+    grouped = _grads(infonce, a[:rows], b, 14.3, offset=batch - rows,
+                     row_groups=np.arange(batch - rows, batch), col_groups=np.arange(batch))
+    assert all(torch.equal(x, y) for x, y in zip(plain, grouped))
+
+
+@pytest.mark.parametrize("rows,cols,offset", [(1, 9, 8), (3, 10, 7), (17, 129, 50),
+                                              (100, 1000, 900)])
+@pytest.mark.parametrize("dim", [1, 128])
+def test_groups_in_infonce_match_reference(rows, cols, offset, dim, logits_path):
+    for seed, scale in enumerate([1.0, 14.3, 100.0]):
+        a, b = _inputs(rows, cols, dim, seed)
+        col_groups = _groups(cols, max(cols // 4, 1), seed)
+        # a row's own id need not equal its positive column's: the positive always counts
+        row_groups = col_groups[offset:offset + rows].clone()
+        row_groups[::2] = _groups(rows, 3, seed + 1)[::2]
+        kw = dict(offset=offset, row_groups=row_groups, col_groups=col_groups)
+        ours = _grads(infonce, a, b, scale, **kw)
+        ref = _grads(reference_infonce, a.double(), b.double(), scale, **kw)
+        _assert_close(ours, ref, rtol=2e-4, atol=2e-6, inputs=(a, b), scale=scale)
+
+
+def test_distributed_form_with_groups_is_the_global_loss():
+    """What each of 4 ranks computes (its rows against the gathered batch, both directions),
+    averaged as DDP does, equals the symmetric loss of the global batch, gradients included."""
+    world, local = 4, 9
+    a, b = _inputs(world * local, world * local, 16, seed=8, dtype=torch.float64)
+    groups = _groups(world * local, 6, 8)
+
+    def per_rank(x, y, s):
+        total = 0
+        for r in range(world):
+            part = slice(r * local, (r + 1) * local)
+            kw = dict(offset=r * local, row_groups=groups[part], col_groups=groups)
+            total = total + (infonce(x[part], y, s, **kw) + infonce(y[part], x, s, **kw)) / 2
+        return total / world
+
+    _assert_close(_grads(per_rank, a, b, 14.3),
+                  _grads(reference_contrastive_loss, a, b, 14.3, groups=groups),
+                  rtol=1e-10, atol=1e-12)
+
+
+def test_groups_on_every_instruction_set(isa, logits_path):
+    for dtype, rtol, atol in ((torch.float32, 2e-4, 2e-6), (torch.float64, 1e-10, 1e-12)):
+        a, b = _inputs(257, 257, 130, seed=11, dtype=dtype, extreme=True)
+        _check_symmetric(a, b, 30.0, rtol, atol, groups=_groups(257, 40, 2))
+
+
+def test_gradcheck_with_groups(logits_path):
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(7, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(7, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    s = torch.tensor(4.0, dtype=torch.float64, requires_grad=True)
+    groups = torch.tensor([0, 1, 0, 2, 1, 0, 3])
+    assert torch.autograd.gradcheck(lambda x, y, t: contrastive_loss(x, y, t, groups=groups),
+                                    (a, b, s))
+    assert torch.autograd.gradcheck(
+        lambda x, y, t: infonce(x[:3], y, t, offset=4, row_groups=groups[4:],
+                                col_groups=groups), (a, b, s))
+
+
+def test_contrastive_loss_module_passes_groups():
+    module = ContrastiveLoss()
+    a, b = _inputs(12, 12, 8, seed=2)
+    groups = _groups(12, 3, 2)
+    torch.testing.assert_close(
+        module(a, b, groups),
+        reference_contrastive_loss(a, b, module.logit_scale, groups=groups))
+
+
+@pytest.mark.parametrize(
+    "call,error,message",
+    [
+        (lambda: contrastive_loss(torch.randn(3, 4), torch.randn(3, 4), 1.0, groups=[0, 1]),
+         ValueError, r"groups must have shape \(3,\)"),
+        (lambda: contrastive_loss(torch.randn(3, 4), torch.randn(3, 4), 1.0,
+                                  groups=torch.zeros(3, 1, dtype=torch.long)),
+         ValueError, "one id per row"),
+        (lambda: contrastive_loss(torch.randn(3, 4), torch.randn(3, 4), 1.0,
+                                  groups=torch.zeros(3)), TypeError, "integers"),
+        (lambda: contrastive_loss(torch.randn(3, 4), torch.randn(3, 4), 1.0,
+                                  groups=np.array(["a", "b", "c"])), TypeError, "integers"),
+        (lambda: contrastive_loss(torch.randn(3, 4), torch.randn(3, 4), 1.0,
+                                  groups=torch.ones(3, dtype=torch.bool)), TypeError, "integers"),
+        (lambda: infonce(torch.randn(2, 4), torch.randn(3, 4), 1.0, row_groups=[0, 1]),
+         ValueError, "both or neither"),
+        (lambda: infonce(torch.randn(2, 4), torch.randn(3, 4), 1.0, row_groups=[0, 1],
+                         col_groups=[0, 1]), ValueError, r"col_groups must have shape \(3,\)"),
+    ],
+)
+def test_bad_groups(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
 def _run(threads, a, b):
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -326,6 +481,23 @@ def test_cuda_matches_reference(batch, dim):
 
 
 @needs_cuda
+@pytest.mark.parametrize("batch,dim", [(1, 1), (3, 7), (129, 257), (4096, 128)])
+def test_cuda_groups_match_reference(batch, dim):
+    a, b = _inputs(batch, batch, dim, seed=batch)
+    for scale, distinct in ((1.0, 1), (14.3, batch // 3 + 1), (100.0, batch)):
+        groups = _groups(batch, distinct, batch)
+        ours = _grads(contrastive_loss, a.cuda(), b.cuda(), scale, groups=groups.cuda())
+        ref = _grads(reference_contrastive_loss, a.double(), b.double(), scale, groups=groups)
+        _assert_close(ours, ref, rtol=5e-4, atol=5e-6, inputs=(a, b), scale=scale)
+        rows, offset = batch // 2 + 1, batch // 3
+        kw = dict(offset=offset, row_groups=groups[offset:offset + rows], col_groups=groups)
+        ours = _grads(infonce, a[:rows].cuda(), b.cuda(), scale,
+                      **{k: v.cuda() if torch.is_tensor(v) else v for k, v in kw.items()})
+        ref = _grads(reference_infonce, a[:rows].double(), b.double(), scale, **kw)
+        _assert_close(ours, ref, rtol=5e-4, atol=5e-6, inputs=(a[:rows], b), scale=scale)
+
+
+@needs_cuda
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_cuda_half_precision(dtype):
     a, b = _inputs(512, 512, 64, seed=1)
@@ -381,3 +553,23 @@ def test_torch_compile_traces_through_the_kernels_without_a_graph_break():
         torch.testing.assert_close(p.grad, want[n], msg=n)
     with pytest.raises(Exception, match="non-finite"):
         compiled(torch.full((7, 12), float("nan")), t, classes)
+
+
+def test_torch_compile_traces_through_the_loss_with_groups():
+    torch.manual_seed(1)
+    criterion = ContrastiveLoss()
+    ecg, text = torch.nn.Linear(12, 8), torch.nn.Linear(6, 8)
+
+    def step(x, t, groups):
+        e, y = ecg(x), text(t)
+        return criterion(e, y, groups) + infonce(e[:3], y, criterion.logit_scale, offset=2,
+                                                  row_groups=groups[2:5], col_groups=groups)
+
+    x, t, groups = torch.randn(7, 12), torch.randn(7, 6), torch.tensor([4, 1, 4, 4, 2, 1, 9])
+    params = [*ecg.parameters(), *text.parameters(), criterion.log_scale]
+    eager = step(x, t, groups)
+    want = torch.autograd.grad(eager, params)
+    got = torch.compile(step, fullgraph=True, backend="aot_eager")(x, t, groups)
+    torch.testing.assert_close(got, eager)
+    for g, w in zip(torch.autograd.grad(got, params), want):
+        torch.testing.assert_close(g, w)

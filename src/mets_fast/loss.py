@@ -25,6 +25,12 @@ without a graph break; every check that reads values (NaN or inf in the embeddin
 value) runs inside them.  On CUDA the NaN / inf check, a device-to-host sync, runs only with
 ``METS_FAST_DEBUG=1``.
 
+Report-aware negatives (``groups=``): machine-made reports repeat, and two ECGs of one report have
+the same text embedding, so CLIP's loss makes each the other's negative.  Given integer group ids
+(equal ids = the same report), a pair of one group other than a row's own positive is left out of
+both softmaxes, neither positive nor negative (one compare per logit inside the kernels' tiles);
+``groups=None`` is CLIP's loss bit for bit.
+
 Public API: :func:`contrastive_loss`, :func:`infonce`, :func:`normalized_similarity`,
 :class:`ContrastiveLoss`, the references :func:`reference_contrastive_loss` and
 :func:`reference_infonce`, and :func:`backends`.
@@ -55,6 +61,7 @@ except ImportError:  # built without a CUDA toolkit
     _cuda = None
 
 Scale = Union[Tensor, float]
+Groups = Union[Tensor, "numpy.ndarray", None]  # (B,) integers, equal ids = the same report
 
 
 class NonFiniteError(ValueError):
@@ -80,7 +87,8 @@ __all__ = [
 
 
 def contrastive_loss(
-    ecg_emb: Tensor, text_emb: Tensor, logit_scale: Scale, *, normalize: bool = True
+    ecg_emb: Tensor, text_emb: Tensor, logit_scale: Scale, *, normalize: bool = True,
+    groups: Groups = None,
 ) -> Tensor:
     """Symmetric InfoNCE (CLIP loss) between paired embeddings, fused.
 
@@ -89,6 +97,9 @@ def contrastive_loss(
         text_emb: ``(B, D)``, same dtype and device.
         logit_scale: the multiplier s = 1 / temperature, a float or a 0-d tensor (differentiable).
         normalize: divide rows by ``max(|row|, 1e-12)`` first, as ``F.normalize`` does.
+        groups: ``(B,)`` integer ids of the pairs' reports (a tensor or array), or None.  A pair
+            (i, j), j != i, of equal ids is left out of both softmaxes (a departure from CLIP:
+            ECGs of one report are not each other's negatives); a batch of one group has loss 0.
 
     Returns:
         The scalar loss ``(CE(S, arange) + CE(S.T, arange)) / 2`` with ``S = s X Y^T``,
@@ -102,11 +113,13 @@ def contrastive_loss(
             f"{a.shape[0]} and {b.shape[0]} (use infonce() for rectangular logits)"
         )
     scale = _check_scale(logit_scale, a)
-    return _loss(a, b, scale, 0, True, bool(normalize), "ecg_emb,text_emb")
+    g = _check_groups(groups, a.shape[0], "groups", a)
+    return _loss(a, b, scale, 0, True, bool(normalize), "ecg_emb,text_emb", g, g)
 
 
 def infonce(
-    rows: Tensor, cols: Tensor, logit_scale: Scale, *, offset: int = 0, normalize: bool = True
+    rows: Tensor, cols: Tensor, logit_scale: Scale, *, offset: int = 0, normalize: bool = True,
+    row_groups: Groups = None, col_groups: Groups = None,
 ) -> Tensor:
     """One-direction InfoNCE over rectangular logits: ``CE(S, arange(Br) + offset)``.
 
@@ -115,7 +128,9 @@ def infonce(
     distributed loss: each rank's rows against the gathered global batch, as OpenCLIP's
     ``local_loss`` computes it; the symmetric loss of a rank is
     ``(infonce(ecg, all_text, s, offset=o) + infonce(text, all_ecg, s, offset=o)) / 2``.
-    Differentiable in ``rows``, ``cols`` and ``logit_scale``.
+    Differentiable in ``rows``, ``cols`` and ``logit_scale``.  ``row_groups`` (``(Br,)``) and
+    ``col_groups`` (``(Bc,)``), both or neither: report ids as in :func:`contrastive_loss`; a
+    pair (i, j) of equal ids with j != offset + i is left out of the softmax.
     """
     a, b = _check_pair(rows, cols, ("rows", "cols"))
     if a.shape[0] > b.shape[0]:
@@ -130,7 +145,11 @@ def infonce(
             f"row's positive column exists, got {offset}"
         )
     scale = _check_scale(logit_scale, a)
-    return _loss(a, b, scale, offset, False, bool(normalize), "rows,cols")
+    if (row_groups is None) != (col_groups is None):
+        raise ValueError("row_groups and col_groups go together: give both or neither")
+    rg = _check_groups(row_groups, a.shape[0], "row_groups", a)
+    cg = _check_groups(col_groups, b.shape[0], "col_groups", a)
+    return _loss(a, b, scale, offset, False, bool(normalize), "rows,cols", rg, cg)
 
 
 def normalized_similarity(a: Tensor, b: Tensor, logit_scale: Scale = 1.0) -> Tensor:
@@ -145,26 +164,43 @@ def normalized_similarity(a: Tensor, b: Tensor, logit_scale: Scale = 1.0) -> Ten
 
 
 def reference_contrastive_loss(
-    ecg_emb: Tensor, text_emb: Tensor, logit_scale: Scale, *, normalize: bool = True
+    ecg_emb: Tensor, text_emb: Tensor, logit_scale: Scale, *, normalize: bool = True,
+    groups: Groups = None,
 ) -> Tensor:
     """The eager PyTorch symmetric InfoNCE (one matmul, two cross-entropies), for tests and
     benchmarks; same signature and result as :func:`contrastive_loss`."""
     x = F.normalize(ecg_emb, dim=-1) if normalize else ecg_emb
     y = F.normalize(text_emb, dim=-1) if normalize else text_emb
-    logits = logit_scale * x @ y.T
+    g = _check_groups(groups, x.shape[0], "groups", x)
+    logits = _exclude_groups(logit_scale * x @ y.T, g, g, 0)
     labels = torch.arange(logits.shape[0], device=logits.device)
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
 def reference_infonce(
-    rows: Tensor, cols: Tensor, logit_scale: Scale, *, offset: int = 0, normalize: bool = True
+    rows: Tensor, cols: Tensor, logit_scale: Scale, *, offset: int = 0, normalize: bool = True,
+    row_groups: Groups = None, col_groups: Groups = None,
 ) -> Tensor:
     """The eager PyTorch one-direction InfoNCE; same signature and result as :func:`infonce`."""
     x = F.normalize(rows, dim=-1) if normalize else rows
     y = F.normalize(cols, dim=-1) if normalize else cols
-    logits = logit_scale * x @ y.T
+    rg = _check_groups(row_groups, x.shape[0], "row_groups", x)
+    cg = _check_groups(col_groups, y.shape[0], "col_groups", x)
+    logits = _exclude_groups(logit_scale * x @ y.T, rg, cg, offset)
     labels = torch.arange(logits.shape[0], device=logits.device) + offset
     return F.cross_entropy(logits, labels)
+
+
+def _exclude_groups(logits: Tensor, row_groups: Optional[Tensor], col_groups: Optional[Tensor],
+                    offset: int) -> Tensor:
+    """The references' form of the kernels' rule: -inf at pairs of one group other than the
+    positives (column offset + i of row i)."""
+    if row_groups is None:
+        return logits
+    same = row_groups[:, None] == col_groups[None, :]
+    rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
+    cols = torch.arange(logits.shape[1], device=logits.device)[None, :]
+    return logits.masked_fill(same & (cols != rows + offset), float("-inf"))
 
 
 class ContrastiveLoss(nn.Module):
@@ -212,12 +248,13 @@ class ContrastiveLoss(nn.Module):
     def temperature(self) -> float:
         return float(torch.exp(-self.log_scale.detach()))
 
-    def forward(self, ecg_emb: Tensor, text_emb: Tensor) -> Tensor:
-        """The loss of a batch; under ``torch.distributed`` (more than one process), the loss
-        of the global batch (:func:`distributed_contrastive_loss`)."""
+    def forward(self, ecg_emb: Tensor, text_emb: Tensor, groups: Groups = None) -> Tensor:
+        """The loss of a batch (``groups``: its report ids, see :func:`contrastive_loss`);
+        under ``torch.distributed`` (more than one process), the loss of the global batch
+        (:func:`distributed_contrastive_loss`)."""
         if _world_size() > 1:
-            return distributed_contrastive_loss(ecg_emb, text_emb, self.logit_scale)
-        return contrastive_loss(ecg_emb, text_emb, self.logit_scale)
+            return distributed_contrastive_loss(ecg_emb, text_emb, self.logit_scale, groups)
+        return contrastive_loss(ecg_emb, text_emb, self.logit_scale, groups=groups)
 
     @torch.no_grad()
     def clamp_(self) -> "ContrastiveLoss":
@@ -238,7 +275,8 @@ def gather_with_grad(x: Tensor) -> Tensor:
     return torch.cat(dist_fn.all_gather(x.contiguous()), dim=0)
 
 
-def distributed_contrastive_loss(ecg_emb: Tensor, text_emb: Tensor, logit_scale: Scale) -> Tensor:
+def distributed_contrastive_loss(ecg_emb: Tensor, text_emb: Tensor, logit_scale: Scale,
+                                 groups: Groups = None) -> Tensor:
     """The symmetric InfoNCE of the global batch, computed by each process for its own rows.
 
     Every process passes its local ``(b, D)`` pair (the same b everywhere); the embeddings are
@@ -246,7 +284,8 @@ def distributed_contrastive_loss(ecg_emb: Tensor, text_emb: Tensor, logit_scale:
     columns with the rectangular :func:`infonce` (positives at ``r * b + i``), in both
     directions.  Its value is this process's share of the global loss; averaged over the
     processes (what DDP does to the gradients) it equals :func:`contrastive_loss` of the global
-    batch in one process, gradients included."""
+    batch in one process, gradients included.  ``groups``: this process's report ids (global
+    ids: the same report has the same id on every process), gathered with the embeddings."""
     import torch.distributed as dist
 
     if ecg_emb.shape != text_emb.shape:
@@ -254,8 +293,16 @@ def distributed_contrastive_loss(ecg_emb: Tensor, text_emb: Tensor, logit_scale:
                          f"{tuple(ecg_emb.shape)} and {tuple(text_emb.shape)}")
     offset = dist.get_rank() * ecg_emb.shape[0]
     all_ecg, all_text = gather_with_grad(ecg_emb), gather_with_grad(text_emb)
-    return (infonce(ecg_emb, all_text, logit_scale, offset=offset)
-            + infonce(text_emb, all_ecg, logit_scale, offset=offset)) / 2
+    local = _check_groups(groups, ecg_emb.shape[0], "groups", ecg_emb)
+    every = None
+    if local is not None:
+        parts = [torch.empty_like(local) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, local)
+        every = torch.cat(parts)
+    return (infonce(ecg_emb, all_text, logit_scale, offset=offset, row_groups=local,
+                    col_groups=every)
+            + infonce(text_emb, all_ecg, logit_scale, offset=offset, row_groups=local,
+                      col_groups=every)) / 2
 
 
 def _world_size() -> int:
@@ -347,6 +394,26 @@ def _check_scale(logit_scale: Scale, like: Tensor) -> Tensor:
     raise TypeError(f"logit_scale must be a float or a 0-d tensor, got {type(logit_scale)}")
 
 
+def _check_groups(groups: Groups, n: int, name: str, like: Tensor) -> Optional[Tensor]:
+    """Report ids as a contiguous int64 tensor on the operands' device (None stays None):
+    one integer per row, any values."""
+    if groups is None:
+        return None
+    if not isinstance(groups, Tensor):
+        import numpy as np
+
+        array = np.asarray(groups)
+        if array.dtype.kind not in "iu":
+            raise TypeError(f"{name} must hold integers (report ids), got dtype {array.dtype}")
+        groups = torch.from_numpy(array.astype(np.int64, copy=False))
+    elif groups.dtype.is_floating_point or groups.dtype.is_complex or groups.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integers (report ids), got {groups.dtype}")
+    if tuple(groups.shape) != (n,):
+        raise ValueError(f"{name} must have shape ({n},), one id per row, got "
+                         f"{tuple(groups.shape)}")
+    return groups.to(device=like.device, dtype=torch.int64).contiguous()
+
+
 def _check_values(a: Tensor, b: Tensor, scale: Tensor, names: tuple) -> float:
     """The checks that read values (inside the operators, so that tracing never needs them):
     no NaN or inf in the operands, a positive finite scale.  Returns the scale as a float."""
@@ -391,9 +458,23 @@ def _keeps_logits(a: Tensor, rows: int, cols: int) -> bool:
     return not a.is_cuda and rows * cols <= SAVED_LOGITS_MAX
 
 
+def _group_args(row_groups: Optional[Tensor], col_groups: Optional[Tensor], cuda: bool) -> dict:
+    """The kernels' group arguments.  The CPU kernels compare ids in the operands' float type,
+    so they get dense ids (0 .. rows + cols - 1, exact in float32); CUDA compares int64."""
+    if cuda:
+        return dict(row_groups=0 if row_groups is None else row_groups.data_ptr(),
+                    col_groups=0 if col_groups is None else col_groups.data_ptr())
+    if row_groups is None:
+        return dict(row_groups=None, col_groups=None)
+    dense = torch.unique(torch.cat([row_groups, col_groups]), return_inverse=True)[1]
+    rows = row_groups.shape[0]
+    return dict(row_groups=_np(dense[:rows]), col_groups=_np(dense[rows:]))
+
+
 def _loss_forward(a: Tensor, b: Tensor, scale: Tensor, offset: int, symmetric: bool,
-                  normalize: bool, names: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor,
-                                                        Tensor]:
+                  normalize: bool, names: str, row_groups: Optional[Tensor],
+                  col_groups: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor,
+                                                         Tensor]:
     """(loss, norm_a, norm_b, lse_row, lse_col, logits): lse_col is empty for the one-direction
     loss, logits empty unless kept for the backward pass (small CPU batches).  `names`: the
     operands' argument names, comma-separated, for error messages."""
@@ -410,13 +491,13 @@ def _loss_forward(a: Tensor, b: Tensor, scale: Tensor, offset: int, symmetric: b
                 a=a.data_ptr(), b=b.data_ptr(), rows=rows, cols=cols, dim=a.shape[1],
                 dtype=_CUDA_DTYPES[a.dtype], norm_a=norm_a.data_ptr(), norm_b=norm_b.data_ptr(),
                 scale=s, normalize=normalize, stream=_stream(a), offset=offset,
-                symmetric=symmetric, lse_row=lse_row.data_ptr(),
-                lse_col=lse_col.data_ptr() if symmetric else 0, pos=pos.data_ptr(),
-                out=loss.data_ptr())
+                symmetric=symmetric, **_group_args(row_groups, col_groups, True),
+                lse_row=lse_row.data_ptr(), lse_col=lse_col.data_ptr() if symmetric else 0,
+                pos=pos.data_ptr(), out=loss.data_ptr())
     else:
         value = _C.loss_forward(_np(a), _np(b), _np(norm_a), _np(norm_b), _np(lse_row),
                                 _np(lse_col), _np(logits), s, offset, symmetric, normalize,
-                                _threads())
+                                threads=_threads(), **_group_args(row_groups, col_groups, False))
         loss = torch.tensor(value, dtype=a.dtype)
     return loss, norm_a, norm_b, lse_row, lse_col, logits
 
@@ -425,7 +506,7 @@ _loss_op = torch.library.custom_op("mets_fast::loss", _loss_forward, mutates_arg
 
 
 @_loss_op.register_fake
-def _(a, b, scale, offset, symmetric, normalize, names):
+def _(a, b, scale, offset, symmetric, normalize, names, row_groups, col_groups):
     rows, cols = a.shape[0], b.shape[0]
     f = dict(dtype=_side_dtype(a), device=a.device)
     logits = (rows, cols) if _keeps_logits(a, rows, cols) else (0,)
@@ -436,7 +517,8 @@ def _(a, b, scale, offset, symmetric, normalize, names):
 
 def _loss_backward(grad: Tensor, a: Tensor, b: Tensor, norm_a: Tensor, norm_b: Tensor,
                    lse_row: Tensor, lse_col: Tensor, logits: Tensor, scale: Tensor,
-                   offset: int, symmetric: bool, normalize: bool) -> tuple[Tensor, Tensor, Tensor]:
+                   offset: int, symmetric: bool, normalize: bool, row_groups: Optional[Tensor],
+                   col_groups: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
     """(dL/da, dL/db, dL/dscale), each scaled by `grad`."""
     s, g = float(scale), float(grad)
     da, db = torch.empty_like(a), torch.empty_like(b)
@@ -449,14 +531,16 @@ def _loss_backward(grad: Tensor, a: Tensor, b: Tensor, norm_a: Tensor, norm_b: T
                 a=a.data_ptr(), b=b.data_ptr(), rows=a.shape[0], cols=b.shape[0],
                 dim=a.shape[1], dtype=_CUDA_DTYPES[a.dtype], norm_a=norm_a.data_ptr(),
                 norm_b=norm_b.data_ptr(), scale=s, normalize=normalize, stream=_stream(a),
-                offset=offset, symmetric=symmetric, lse_row=lse_row.data_ptr(),
+                offset=offset, symmetric=symmetric,
+                **_group_args(row_groups, col_groups, True), lse_row=lse_row.data_ptr(),
                 lse_col=lse_col.data_ptr() if symmetric else 0, grad=g,
                 g_rows=g_rows.data_ptr(), g_cols=g_cols.data_ptr(), ds_rows=ds_rows.data_ptr(),
                 da=da.data_ptr(), db=db.data_ptr(), dscale=dscale.data_ptr())
         return da, db, dscale.to(scale.dtype)
     ds = _C.loss_backward(_np(a), _np(b), _np(norm_a), _np(norm_b), _np(lse_row), _np(lse_col),
-                          _np(logits), s, offset, symmetric, normalize, g, _np(da), _np(db),
-                          _threads())
+                          _np(logits), s, offset, symmetric, normalize, grad=g, da=_np(da),
+                          db=_np(db), threads=_threads(),
+                          **_group_args(row_groups, col_groups, False))
     return da, db, torch.tensor(ds, dtype=scale.dtype)
 
 
@@ -465,22 +549,25 @@ _loss_backward_op = torch.library.custom_op("mets_fast::loss_backward", _loss_ba
 
 
 @_loss_backward_op.register_fake
-def _(grad, a, b, norm_a, norm_b, lse_row, lse_col, logits, scale, offset, symmetric, normalize):
+def _(grad, a, b, norm_a, norm_b, lse_row, lse_col, logits, scale, offset, symmetric, normalize,
+      row_groups, col_groups):
     return torch.empty_like(a), torch.empty_like(b), scale.new_empty(())
 
 
 def _loss_context(ctx, inputs, output):
-    a, b, scale, offset, symmetric, normalize, _ = inputs
+    a, b, scale, offset, symmetric, normalize, _, row_groups, col_groups = inputs
     _, norm_a, norm_b, lse_row, lse_col, logits = output
-    ctx.save_for_backward(a, b, norm_a, norm_b, lse_row, lse_col, logits, scale)
+    ctx.save_for_backward(a, b, norm_a, norm_b, lse_row, lse_col, logits, scale, row_groups,
+                          col_groups)
     ctx.config = (offset, symmetric, normalize)
 
 
 def _loss_gradients(ctx, grad, backward) -> tuple:
     _no_second_derivative()
-    a, b, norm_a, norm_b, lse_row, lse_col, logits, scale = ctx.saved_tensors
-    return backward(grad, a, b, norm_a, norm_b, lse_row, lse_col, logits, scale, *ctx.config) \
-        + (None,) * 4
+    a, b, norm_a, norm_b, lse_row, lse_col, logits, scale, row_groups, col_groups = \
+        ctx.saved_tensors
+    return backward(grad, a, b, norm_a, norm_b, lse_row, lse_col, logits, scale, *ctx.config,
+                    row_groups, col_groups) + (None,) * 6
 
 
 torch.library.register_autograd(

@@ -206,14 +206,22 @@ class StoreWriter:
         """Writes rows ``[0, stop)`` of the memory map to disk and drops their pages from this
         process's memory (they stay in the page cache), so that writing a store of any size
         keeps the writer's resident memory flat."""
+        self.signals.flush()
+        self._drop_pages(0, stop)
+
+    def _drop_pages(self, start: int, stop: int) -> None:
+        """Unmaps the whole pages of rows ``[start, stop)`` from this process (written or
+        only read, they stay in the page cache; the next access maps them again)."""
         import mmap
 
-        self.signals.flush()
         raw = getattr(self.signals, "_mmap", None)
-        row = self.signals[0].nbytes if len(self.signals) else 0
-        end = (self.signals.offset + stop * row) // mmap.PAGESIZE * mmap.PAGESIZE
-        if raw is not None and end > 0 and hasattr(raw, "madvise"):
-            raw.madvise(mmap.MADV_DONTNEED, 0, min(end, len(raw)))
+        if raw is None or not hasattr(raw, "madvise") or not len(self.signals):
+            return
+        row = self.signals[0].nbytes
+        first = -(-(self.signals.offset + start * row) // mmap.PAGESIZE) * mmap.PAGESIZE
+        end = min((self.signals.offset + stop * row) // mmap.PAGESIZE * mmap.PAGESIZE, len(raw))
+        if end > first:
+            raw.madvise(mmap.MADV_DONTNEED, first, end - first)
 
     def shrink(self, n: int) -> None:
         """Keep only the first `n` ECGs (when some inputs were skipped after the store was
@@ -275,12 +283,15 @@ class StoreWriter:
             os.replace(self._tmp, self.path)
 
     def _check_values(self) -> None:
-        """Refuses signals holding NaN or inf (float16 stores inf for what exceeds 65504)."""
+        """Refuses signals holding NaN or inf (float16 stores inf for what exceeds 65504).
+        Reads the rows in blocks and drops each block's pages after it (the check would
+        otherwise map the whole store into the writer's memory)."""
         n = self.manifest["n"]
         rows = max(1, (1 << 18) // max(1, self.signals[0].size if n else 1))  # 256 Ki values
         for start in range(0, n, rows):
             block = self.signals[start:min(n, start + rows)]
             finite = np.isfinite(block).reshape(len(block), -1).all(1)
+            self._drop_pages(start, start + len(block))
             if not finite.all():
                 row = start + int(np.flatnonzero(~finite)[0])
                 ecg = self._meta["id"].iloc[row] if self._meta is not None else row
