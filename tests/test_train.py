@@ -135,6 +135,35 @@ def test_a_custom_store_trains_and_a_non_finite_loss_stops_the_run(tiny_lm, tmp_
     assert "loss is not finite" in err and "at step" in err and "ECG ids: ['e" in err
 
 
+def test_distinct_report_negatives_reach_the_loss(tiny_lm, tmp_path):
+    """One report for every ECG: with --negatives distinct-reports each pair is alone in its
+    softmaxes, so every step's loss is 0; with all negatives it is not."""
+    store = _store(tmp_path / "s", ["sinus rhythm."] * 48, ["train"] * 40 + ["val"] * 8)
+    common = ["--data", f"store:{store}", "--lm", str(tiny_lm), "--batch-size", "8", "--quiet",
+              "--epochs", "1"]
+    losses = {}
+    for mode in ("all", "distinct-reports"):
+        out = tmp_path / mode
+        assert train_main(common + ["--out", str(out), "--negatives", mode]) == 0
+        assert json.loads((out / "args.json").read_text())["negatives"] == mode
+        losses[mode] = json.loads((out / "metrics.jsonl").read_text())["loss"]
+    assert abs(losses["distinct-reports"]) < 1e-5 < losses["all"]
+
+
+def test_runs_from_before_the_negatives_flag_resume_as_all(tiny_lm, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = build_parser().parse_args(run_args(tiny_lm, out, "--epochs", "2", "--threads", "1"))
+    fit(resolve(**vars(args)), stop_after=1)
+    saved = json.loads((out / "args.json").read_text())
+    del saved["negatives"]
+    (out / "args.json").write_text(json.dumps(saved))
+    assert train_main(run_args(tiny_lm, out, "--epochs", "2", "--threads", "1",
+                               "--negatives", "distinct-reports", "--resume")) == 1
+    assert "--negatives 'all' -> 'distinct-reports'" in capsys.readouterr().err
+    assert train_main(run_args(tiny_lm, out, "--epochs", "2", "--threads", "1",
+                               "--negatives", "all", "--resume")) == 0
+
+
 def test_learning_rate_schedule():
     total = 100
     rates = [learning_rate(s, total, 1.0, "cosine", 0.1) for s in range(total)]
@@ -165,8 +194,10 @@ WORKER = textwrap.dedent("""
     ecg, text = torch.randn(B, D, dtype=torch.float64), torch.randn(B, D, dtype=torch.float64)
     proj = torch.nn.Linear(D, 5).double()
     scale = torch.tensor(14.0, dtype=torch.float64, requires_grad=True)
+    # report ids (global, as the trainer's), or none
+    groups = torch.tensor([0, 3, 0, 1, 3, 3, 2, 0, 1, 5]) if sys.argv[2] == "groups" else None
     # one process, the global batch
-    loss = contrastive_loss(proj(ecg), proj(text), scale)
+    loss = contrastive_loss(proj(ecg), proj(text), scale, groups=groups)
     loss.backward()
     single = {"loss": float(loss), "w": proj.weight.grad.clone(), "s": float(scale.grad)}
     proj.zero_grad(); scale.grad = None
@@ -174,7 +205,8 @@ WORKER = textwrap.dedent("""
     ddp = torch.nn.parallel.DistributedDataParallel(proj)
     part = slice(rank * B // size, (rank + 1) * B // size)
     x, y = ecg[part].clone().requires_grad_(), text[part].clone().requires_grad_()
-    local = distributed_contrastive_loss(ddp(x), ddp(y), scale)
+    local = distributed_contrastive_loss(ddp(x), ddp(y), scale,
+                                         None if groups is None else groups[part])
     local.backward()
     total = torch.tensor([float(local)], dtype=torch.float64)
     dist.all_reduce(total)
@@ -194,10 +226,11 @@ def _torchrun(args, cwd, env=None):
                           text=True, env={**os.environ, **(env or {})}, timeout=300)
 
 
-def test_two_processes_give_the_single_process_loss_and_gradients(tmp_path):
+@pytest.mark.parametrize("groups", ["none", "groups"])
+def test_two_processes_give_the_single_process_loss_and_gradients(tmp_path, groups):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    result = _torchrun([str(script), str(tmp_path / "out.json")], tmp_path)
+    result = _torchrun([str(script), str(tmp_path / "out.json"), groups], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["loss"][0] == pytest.approx(out["loss"][1], abs=1e-5)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .training.presets import PRESETS
+from .training.presets import NEGATIVES, PRESETS
 from .training.schedule import SCHEDULES
 
 
@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--embed-dim", type=int, help="width of the shared ECG-text space (128)")
     add("--schedule", choices=SCHEDULES, help="learning-rate schedule (cosine decays to zero)")
     add("--corpus-size", type=int, help="ECGs of the synthetic corpus (--data synthetic)")
+    add("--negatives", choices=NEGATIVES,
+        help="all: every other pair of a batch is a negative (CLIP, METS); distinct-reports: "
+             "ECGs that share a report are not each other's negatives"),
     add("--lm", help="language model: default (all-MiniLM-L6-v2), a local directory or a hub id")
     add("--device", default=None, help="cpu (default) or cuda")
     amp = parser.add_mutually_exclusive_group()

@@ -144,12 +144,14 @@ class METSModel(nn.Module):
             text_emb = torch.from_numpy(np.ascontiguousarray(text_emb, dtype=np.float32))
         return F.normalize(self.text_projection(text_emb.to(self.device)).float(), dim=-1)
 
-    def forward(self, ecg: Tensor, text_emb: Tensor) -> Tensor:
+    def forward(self, ecg: Tensor, text_emb: Tensor, groups: Tensor | None = None) -> Tensor:
         """The METS loss of a batch: ECGs ``(B, leads, samples)`` against their reports'
-        frozen embeddings ``(B, text_dim)`` (the fused kernel normalises both sides)."""
+        frozen embeddings ``(B, text_dim)`` (the fused kernel normalises both sides).
+        ``groups``: ``(B,)`` report ids; pairs of one report are then not each other's
+        negatives (``loss.contrastive_loss``)."""
         x = self.ecg_projection(self.encoder(ecg)).float()
         y = self.text_projection(text_emb).float()
-        return self.loss(x, y)
+        return self.loss(x, y, groups)
 
     def text_encoder(self):
         """The frozen language model this model was trained against, rebuilt from

@@ -10,7 +10,9 @@ class Preset(NamedTuple):
     """``epochs``, ``batch_size`` (the global batch, split over the processes), Adam's ``lr``
     and ``weight_decay``, ``embed_dim`` (the shared space), ``schedule`` (``"cosine"``: a
     linear warm-up over ``warmup`` of the steps, then a cosine decay to zero; ``"constant"``),
-    ``amp`` (bfloat16 autocast), ``corpus_size`` (ECGs of the synthetic corpus)."""
+    ``amp`` (bfloat16 autocast), ``corpus_size`` (ECGs of the synthetic corpus),
+    ``negatives`` (``"all"``: every other pair of the batch is a negative, as CLIP and METS;
+    ``"distinct-reports"``: pairs of the same report are not, see ``loss.contrastive_loss``)."""
 
     epochs: int
     batch_size: int
@@ -21,7 +23,10 @@ class Preset(NamedTuple):
     warmup: float
     amp: bool
     corpus_size: int
+    negatives: str = "all"
 
+
+NEGATIVES = ("all", "distinct-reports")
 
 PRESETS = {
     # sized to a 2-core CPU: the whole default run (corpus, embeddings, training and the

@@ -21,7 +21,7 @@ from ..loss import NonFiniteError
 from ..model.mets import METSModel
 from . import distributed
 from .curves import plot_curves
-from .presets import preset_for
+from .presets import NEGATIVES, preset_for
 from .schedule import learning_rate
 
 
@@ -39,6 +39,7 @@ class TrainConfig(NamedTuple):
     warmup: float
     amp: bool
     corpus_size: int
+    negatives: str
     lm: str
     device: str
     threads: int | None
@@ -51,7 +52,9 @@ class TrainConfig(NamedTuple):
 # Settings a resumed run must share with the run it continues (the others, output and
 # verbosity, do not change the result; threads and device may change its last bits).
 RESULT_KEYS = ("data", "preset", "epochs", "batch_size", "lr", "weight_decay", "embed_dim",
-               "schedule", "warmup", "amp", "corpus_size", "lm", "seed")
+               "schedule", "warmup", "amp", "corpus_size", "negatives", "lm", "seed")
+# What a setting added later was before it existed (runs written earlier resume as such).
+BEFORE_IT_EXISTED = {"negatives": "all"}
 
 
 class TrainingError(RuntimeError):
@@ -87,6 +90,8 @@ def _check(c: TrainConfig) -> None:
                              f"{'> 0' if name == 'lr' else '>= 0'}, got {value!r}")
     if c.warmup >= 1:
         raise ValueError(f"warmup is a fraction of the steps, below 1; got {c.warmup}")
+    if c.negatives not in NEGATIVES:
+        raise ValueError(f"--negatives must be one of {NEGATIVES}, got {c.negatives!r}")
     if c.threads is not None and c.threads < 1:
         raise ValueError(f"--threads must be a positive integer, got {c.threads}")
 
@@ -133,6 +138,7 @@ class _Run:
                 raise ValueError(f"--resume: {self.out} holds no committed checkpoint to "
                                  f"continue from")
             saved = json.loads((self.out / "args.json").read_text())
+            saved = {**BEFORE_IT_EXISTED, **saved}
             changed = [f"--{k.replace('_', '-')} {saved.get(k)!r} -> {getattr(self.c, k)!r}"
                        for k in RESULT_KEYS if saved.get(k) != getattr(self.c, k)]
             if changed:
@@ -221,7 +227,10 @@ class _Run:
                     group["lr"] = lr
                 x, t = batch_inputs(signals, self.text_table, self.report_index, ids,
                                     world.device)
-                value = train_step(wrapped, model, optimizer, x, t, c.amp, world)
+                # a report's index among the store's distinct reports: one id on every process
+                groups = (torch.from_numpy(self.report_index[ids])
+                          if c.negatives == "distinct-reports" else None)
+                value = train_step(wrapped, model, optimizer, x, t, c.amp, world, groups)
                 if not np.isfinite(value):
                     names = self.store.meta["id"].iloc[ids].tolist()
                     raise TrainingError(
@@ -275,13 +284,15 @@ def batch_inputs(signals, text_table: torch.Tensor, report_index: np.ndarray, id
 
 def train_step(wrapped: torch.nn.Module, model: METSModel, optimizer: torch.optim.Optimizer,
                x: torch.Tensor, t: torch.Tensor, amp: bool,
-               world: distributed.World | None = None) -> float:
-    """One optimiser step on a batch; returns its loss.  A non-finite loss takes no step (the
-    caller stops the run); with several processes, none steps when any one's loss is
-    non-finite, so that they stop together."""
+               world: distributed.World | None = None,
+               groups: torch.Tensor | None = None) -> float:
+    """One optimiser step on a batch (``groups``: its report ids, or None: every other pair
+    is a negative); returns its loss.  A non-finite loss takes no step (the caller stops the
+    run); with several processes, none steps when any one's loss is non-finite, so that they
+    stop together."""
     try:
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = wrapped(x, t)
+            loss = wrapped(x, t, groups)
         value = float(loss.detach())
     except NonFiniteError:  # the embeddings themselves are already NaN or inf
         return float("nan")
