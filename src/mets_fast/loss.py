@@ -43,6 +43,7 @@ import os
 from numbers import Real
 from typing import Optional, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -61,7 +62,7 @@ except ImportError:  # built without a CUDA toolkit
     _cuda = None
 
 Scale = Union[Tensor, float]
-Groups = Union[Tensor, "numpy.ndarray", None]  # (B,) integers, equal ids = the same report
+Groups = Union[Tensor, np.ndarray, None]  # (B,) integers, equal ids = the same report
 
 
 class NonFiniteError(ValueError):
@@ -400,8 +401,6 @@ def _check_groups(groups: Groups, n: int, name: str, like: Tensor) -> Optional[T
     if groups is None:
         return None
     if not isinstance(groups, Tensor):
-        import numpy as np
-
         array = np.asarray(groups)
         if array.dtype.kind not in "iu":
             raise TypeError(f"{name} must hold integers (report ids), got dtype {array.dtype}")

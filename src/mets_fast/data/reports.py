@@ -445,8 +445,7 @@ _WORDS = {
     "digitalisierung": "digitalisation", "tachykardem": "rapid", "vhf": "atrial fibrillation",
     "fraglich": "questionable", "diffuse": "diffuse", "seitenlagetyp": "horizontal axis",
     "ischamie": "ischaemia", "niedervoltage": "low voltage", "zweigipfliges": "bifid",
-    "allen": "all", "innenschichtischämie": "subendocardial ischaemia",
-    "muldenförmig": "scooped", "måttliga": "moderate", "amplitudkrit": "voltage criteria",
+    "allen": "all", "måttliga": "moderate", "amplitudkrit": "voltage criteria",
     "horisontalstäld": "horizontal", "elektrisk": "electrical", "axel": "axis",
     "inget": "no", "säkert": "definite", "patologiskt": "pathological",
 }
