@@ -351,6 +351,8 @@ def test_contrastive_loss_module_passes_groups():
                                   groups=torch.ones(3, dtype=torch.bool)), TypeError, "integers"),
         (lambda: infonce(torch.randn(2, 4), torch.randn(3, 4), 1.0, row_groups=[0, 1]),
          ValueError, "both or neither"),
+        (lambda: reference_infonce(torch.randn(2, 4), torch.randn(3, 4), 1.0,
+                                   col_groups=[0, 1, 2]), ValueError, "both or neither"),
         (lambda: infonce(torch.randn(2, 4), torch.randn(3, 4), 1.0, row_groups=[0, 1],
                          col_groups=[0, 1]), ValueError, r"col_groups must have shape \(3,\)"),
     ],

@@ -146,10 +146,7 @@ def infonce(
             f"row's positive column exists, got {offset}"
         )
     scale = _check_scale(logit_scale, a)
-    if (row_groups is None) != (col_groups is None):
-        raise ValueError("row_groups and col_groups go together: give both or neither")
-    rg = _check_groups(row_groups, a.shape[0], "row_groups", a)
-    cg = _check_groups(col_groups, b.shape[0], "col_groups", a)
+    rg, cg = _check_group_pair(row_groups, col_groups, a, b)
     return _loss(a, b, scale, offset, False, bool(normalize), "rows,cols", rg, cg)
 
 
@@ -185,8 +182,7 @@ def reference_infonce(
     """The eager PyTorch one-direction InfoNCE; same signature and result as :func:`infonce`."""
     x = F.normalize(rows, dim=-1) if normalize else rows
     y = F.normalize(cols, dim=-1) if normalize else cols
-    rg = _check_groups(row_groups, x.shape[0], "row_groups", x)
-    cg = _check_groups(col_groups, y.shape[0], "col_groups", x)
+    rg, cg = _check_group_pair(row_groups, col_groups, x, y)
     logits = _exclude_groups(logit_scale * x @ y.T, rg, cg, offset)
     labels = torch.arange(logits.shape[0], device=logits.device) + offset
     return F.cross_entropy(logits, labels)
@@ -411,6 +407,14 @@ def _check_groups(groups: Groups, n: int, name: str, like: Tensor) -> Optional[T
         raise ValueError(f"{name} must have shape ({n},), one id per row, got "
                          f"{tuple(groups.shape)}")
     return groups.to(device=like.device, dtype=torch.int64).contiguous()
+
+
+def _check_group_pair(row_groups: Groups, col_groups: Groups, rows: Tensor, cols: Tensor) -> tuple:
+    """The ids of an infonce call's rows and columns: both or neither."""
+    if (row_groups is None) != (col_groups is None):
+        raise ValueError("row_groups and col_groups go together: give both or neither")
+    return (_check_groups(row_groups, rows.shape[0], "row_groups", rows),
+            _check_groups(col_groups, cols.shape[0], "col_groups", rows))
 
 
 def _check_values(a: Tensor, b: Tensor, scale: Tensor, names: tuple) -> float:
