@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--corpus-size", type=int, help="ECGs of the synthetic corpus (--data synthetic)")
     add("--negatives", choices=NEGATIVES,
         help="all: every other pair of a batch is a negative (CLIP, METS); distinct-reports: "
-             "ECGs that share a report are not each other's negatives"),
+             "ECGs that share a report are not each other's negatives (the default preset's "
+             "choice, except on the synthetic corpus, whose reports rarely repeat)"),
     add("--lm", help="language model: default (all-MiniLM-L6-v2), a local directory or a hub id")
     add("--device", default=None, help="cpu (default) or cuda")
     amp = parser.add_mutually_exclusive_group()
