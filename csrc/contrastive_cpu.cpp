@@ -254,11 +254,12 @@ template <class T> struct Prepared {
           xs(rows_p * Dp),
           yn(need_yn ? cols_p * Dp : 0),
           group_a(o.group_a ? rows_p : 0),
-          group_b(o.group_a ? cols_p : 0) {
-        if (o.group_a) {
-            for (int64_t i = 0; i < rows_p; ++i) group_a.p[i] = i < o.rows ? T(o.group_a[i]) : T(-1);
-            for (int64_t j = 0; j < cols_p; ++j) group_b.p[j] = j < o.cols ? T(o.group_b[j]) : T(-2);
-        }
+          group_b(o.group_b ? cols_p : 0) {
+        // Padding ids: dense ids are >= 0, and the padded rows and columns are masked anyway.
+        for (int64_t i = 0; group_a.p && i < rows_p; ++i)
+            group_a.p[i] = i < o.rows ? T(o.group_a[i]) : T(-1);
+        for (int64_t j = 0; group_b.p && j < cols_p; ++j)
+            group_b.p[j] = j < o.cols ? T(o.group_b[j]) : T(-2);
         const int threads = thread_count(o.threads);
         const int64_t rows = o.rows, cols = o.cols;
         T* xsp = xs.p;
