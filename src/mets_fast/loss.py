@@ -457,6 +457,29 @@ def _stream(a: Tensor) -> int:
     return torch.cuda.current_stream(a.device).cuda_stream
 
 
+def _run_cuda(entry, a: Tensor, b: Tensor, norm_a: Tensor, norm_b: Tensor, s: float,
+              **args) -> None:
+    """Calls a CUDA entry point on a's device with the arguments they all take (operands, norms,
+    scale, stream) and its own `args`."""
+    with torch.cuda.device(a.device):
+        entry(a=a.data_ptr(), b=b.data_ptr(), rows=a.shape[0], cols=b.shape[0], dim=a.shape[1],
+              dtype=_CUDA_DTYPES[a.dtype], norm_a=norm_a.data_ptr(), norm_b=norm_b.data_ptr(),
+              scale=s, stream=_stream(a), **args)
+
+
+def _cuda_backward(entry, a: Tensor, b: Tensor, norm_a: Tensor, norm_b: Tensor, s: float,
+                   scale: Tensor, **args) -> tuple[Tensor, Tensor, Tensor]:
+    """(dL/da, dL/db, dL/dscale) from a CUDA backward entry point, with its float32 workspace."""
+    da, db = torch.empty_like(a), torch.empty_like(b)
+    f32 = dict(dtype=torch.float32, device=a.device)
+    g_rows, g_cols = torch.empty(a.shape, **f32), torch.empty(b.shape, **f32)
+    ds_rows, dscale = torch.empty(a.shape[0], **f32), torch.empty((), **f32)
+    _run_cuda(entry, a, b, norm_a, norm_b, s, **args, g_rows=g_rows.data_ptr(),
+              g_cols=g_cols.data_ptr(), ds_rows=ds_rows.data_ptr(), da=da.data_ptr(),
+              db=db.data_ptr(), dscale=dscale.data_ptr())
+    return da, db, dscale.to(scale.dtype)
+
+
 def _keeps_logits(a: Tensor, rows: int, cols: int) -> bool:
     return not a.is_cuda and rows * cols <= SAVED_LOGITS_MAX
 
@@ -489,14 +512,10 @@ def _loss_forward(a: Tensor, b: Tensor, scale: Tensor, offset: int, symmetric: b
     logits = torch.empty((rows, cols) if _keeps_logits(a, rows, cols) else (0,), **f)
     if a.is_cuda:
         loss, pos = torch.empty((), **f), torch.empty(rows, **f)
-        with torch.cuda.device(a.device):
-            _cuda.loss_forward(
-                a=a.data_ptr(), b=b.data_ptr(), rows=rows, cols=cols, dim=a.shape[1],
-                dtype=_CUDA_DTYPES[a.dtype], norm_a=norm_a.data_ptr(), norm_b=norm_b.data_ptr(),
-                scale=s, normalize=normalize, stream=_stream(a), offset=offset,
-                symmetric=symmetric, **_group_args(row_groups, col_groups, True),
-                lse_row=lse_row.data_ptr(), lse_col=lse_col.data_ptr() if symmetric else 0,
-                pos=pos.data_ptr(), out=loss.data_ptr())
+        _run_cuda(_cuda.loss_forward, a, b, norm_a, norm_b, s, normalize=normalize,
+                  offset=offset, symmetric=symmetric, **_group_args(row_groups, col_groups, True),
+                  lse_row=lse_row.data_ptr(), lse_col=lse_col.data_ptr() if symmetric else 0,
+                  pos=pos.data_ptr(), out=loss.data_ptr())
     else:
         value = _C.loss_forward(_np(a), _np(b), _np(norm_a), _np(norm_b), _np(lse_row),
                                 _np(lse_col), _np(logits), s, offset, symmetric, normalize,
@@ -524,22 +543,12 @@ def _loss_backward(grad: Tensor, a: Tensor, b: Tensor, norm_a: Tensor, norm_b: T
                    col_groups: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
     """(dL/da, dL/db, dL/dscale), each scaled by `grad`."""
     s, g = float(scale), float(grad)
-    da, db = torch.empty_like(a), torch.empty_like(b)
     if a.is_cuda:
-        f32 = dict(dtype=torch.float32, device=a.device)
-        g_rows, g_cols = torch.empty(a.shape, **f32), torch.empty(b.shape, **f32)
-        ds_rows, dscale = torch.empty(a.shape[0], **f32), torch.empty((), **f32)
-        with torch.cuda.device(a.device):
-            _cuda.loss_backward(
-                a=a.data_ptr(), b=b.data_ptr(), rows=a.shape[0], cols=b.shape[0],
-                dim=a.shape[1], dtype=_CUDA_DTYPES[a.dtype], norm_a=norm_a.data_ptr(),
-                norm_b=norm_b.data_ptr(), scale=s, normalize=normalize, stream=_stream(a),
-                offset=offset, symmetric=symmetric,
-                **_group_args(row_groups, col_groups, True), lse_row=lse_row.data_ptr(),
-                lse_col=lse_col.data_ptr() if symmetric else 0, grad=g,
-                g_rows=g_rows.data_ptr(), g_cols=g_cols.data_ptr(), ds_rows=ds_rows.data_ptr(),
-                da=da.data_ptr(), db=db.data_ptr(), dscale=dscale.data_ptr())
-        return da, db, dscale.to(scale.dtype)
+        return _cuda_backward(
+            _cuda.loss_backward, a, b, norm_a, norm_b, s, scale, normalize=normalize,
+            offset=offset, symmetric=symmetric, **_group_args(row_groups, col_groups, True),
+            lse_row=lse_row.data_ptr(), lse_col=lse_col.data_ptr() if symmetric else 0, grad=g)
+    da, db = torch.empty_like(a), torch.empty_like(b)
     ds = _C.loss_backward(_np(a), _np(b), _np(norm_a), _np(norm_b), _np(lse_row), _np(lse_col),
                           _np(logits), s, offset, symmetric, normalize, grad=g, da=_np(da),
                           db=_np(db), threads=_threads(),
@@ -608,11 +617,7 @@ def _similarity_forward(a: Tensor, b: Tensor, scale: Tensor) -> tuple[Tensor, Te
     f = dict(dtype=_side_dtype(a), device=a.device)
     norm_a, norm_b = torch.empty(rows, **f), torch.empty(cols, **f)
     if a.is_cuda:
-        with torch.cuda.device(a.device):
-            _cuda.similarity_forward(
-                a=a.data_ptr(), b=b.data_ptr(), rows=rows, cols=cols, dim=a.shape[1],
-                dtype=_CUDA_DTYPES[a.dtype], norm_a=norm_a.data_ptr(), norm_b=norm_b.data_ptr(),
-                scale=s, stream=_stream(a), out=out.data_ptr())
+        _run_cuda(_cuda.similarity_forward, a, b, norm_a, norm_b, s, out=out.data_ptr())
     else:
         _C.similarity_forward(_np(a), _np(b), _np(norm_a), _np(norm_b), _np(out), s, _threads())
     return out, norm_a, norm_b
@@ -633,20 +638,10 @@ def _similarity_backward(grad_out: Tensor, a: Tensor, b: Tensor, norm_a: Tensor,
                          scale: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     s = float(scale)
     grad_out = grad_out.contiguous()
-    da, db = torch.empty_like(a), torch.empty_like(b)
     if a.is_cuda:
-        f32 = dict(dtype=torch.float32, device=a.device)
-        g_rows, g_cols = torch.empty(a.shape, **f32), torch.empty(b.shape, **f32)
-        ds_rows, dscale = torch.empty(a.shape[0], **f32), torch.empty((), **f32)
-        with torch.cuda.device(a.device):
-            _cuda.similarity_backward(
-                a=a.data_ptr(), b=b.data_ptr(), rows=a.shape[0], cols=b.shape[0],
-                dim=a.shape[1], dtype=_CUDA_DTYPES[a.dtype], norm_a=norm_a.data_ptr(),
-                norm_b=norm_b.data_ptr(), scale=s, stream=_stream(a),
-                grad_out=grad_out.data_ptr(), g_rows=g_rows.data_ptr(), g_cols=g_cols.data_ptr(),
-                ds_rows=ds_rows.data_ptr(), da=da.data_ptr(), db=db.data_ptr(),
-                dscale=dscale.data_ptr())
-        return da, db, dscale.to(scale.dtype)
+        return _cuda_backward(_cuda.similarity_backward, a, b, norm_a, norm_b, s, scale,
+                              grad_out=grad_out.data_ptr())
+    da, db = torch.empty_like(a), torch.empty_like(b)
     ds = _C.similarity_backward(_np(a), _np(b), _np(norm_a), _np(norm_b), _np(grad_out),
                                 _np(da), _np(db), s, _threads())
     return da, db, torch.tensor(ds, dtype=scale.dtype)
