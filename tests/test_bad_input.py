@@ -45,6 +45,8 @@ def _damage(store_path, how):
     elif how[1] == "header-only":
         data = path.read_bytes()
         path.write_bytes(data[:128])
+    elif how[1] == "not-an-object":
+        path.write_text("[]")
     elif how[1] == "version-string":
         manifest = json.loads(path.read_text())
         path.write_text(json.dumps({**manifest, "version": "1"}))
@@ -70,6 +72,9 @@ LIBRARY = [
      "is truncated"),
     ("truncated meta.jsonl", lambda t, f: _damage(f["store"], ("meta.jsonl", "truncate")),
      ValueError, "meta.jsonl is damaged or truncated"),
+    ("manifest holding a list, not an object",
+     lambda t, f: _damage(f["store"], ("manifest.json", "not-an-object")), ValueError,
+     "is not a mets_fast ECG store (format None)"),
     ("manifest version as a string",
      lambda t, f: _damage(f["store"], ("manifest.json", "version-string")), ValueError,
      "gives the format version as '1' (str)"),

@@ -31,6 +31,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .jsonio import read_json, write_json
+
 FORMAT = "mets_fast.index"
 VERSION = 1
 MANIFEST = "index.json"
@@ -173,7 +175,6 @@ class ReportIndex:
                     "n": len(self), "model_id": self.model_id, "contents": self.contents,
                     "params": self.params, "files": files,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        from .jsonio import write_json
 
         write_json(directory / MANIFEST, manifest)
         for name in old:
@@ -302,10 +303,7 @@ def _read_manifest(directory: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"no index in {directory} (no {MANIFEST}; build one with "
                                 f"`mets-fast index build`)")
-    try:
-        manifest = json.loads(path.read_text())
-    except ValueError as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    manifest = read_json(path)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ValueError(f"{directory} does not hold a mets_fast index")
     version = manifest.get("version")

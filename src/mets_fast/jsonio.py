@@ -23,6 +23,14 @@ def plain(value):
     return value
 
 
+def read_json(path: Path):
+    """The JSON document at `path`; a ValueError naming the file when it is not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except ValueError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+
+
 def dumps(value, indent: int | None = 2) -> str:
     return json.dumps(plain(value), indent=indent, allow_nan=False)
 

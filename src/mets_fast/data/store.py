@@ -25,6 +25,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..jsonio import read_json
 from .splits import SPLITS
 
 FORMAT = "mets_fast.ecgstore"
@@ -72,13 +73,10 @@ class ECGStore:
         manifest_file = path / "manifest.json"
         if not manifest_file.is_file():
             raise FileNotFoundError(f"not an ECG store (no manifest.json): {path}")
-        try:
-            manifest = json.loads(manifest_file.read_text())
-        except ValueError as exc:
-            raise ValueError(f"{manifest_file} is not valid JSON: {exc}") from exc
-        if manifest.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a mets_fast ECG store "
-                             f"(format {manifest.get('format')!r})")
+        manifest = read_json(manifest_file)
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            found = manifest.get("format") if isinstance(manifest, dict) else None
+            raise ValueError(f"{path} is not a mets_fast ECG store (format {found!r})")
         version = manifest.get("version")
         if not isinstance(version, int) or isinstance(version, bool):
             raise ValueError(f"{manifest_file} gives the format version as {version!r} "

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..jsonio import write_json
+from ..jsonio import read_json, write_json
 from .mets import METSModel
 from .resnet1d import ResNet1d
 
@@ -140,10 +140,7 @@ def read_config(run_dir: str | os.PathLike) -> dict:
     if not path.is_file():
         raise ValueError(f"{run_dir} is not a mets_fast run directory (no {CONFIG}; a run is "
                          f"what `python -m mets_fast.train --out DIR` writes)")
-    try:
-        config = json.loads(path.read_text())
-    except ValueError as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    config = read_json(path)
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ValueError(f"{run_dir} is not a mets_fast run directory ({CONFIG} has format "
                          f"{config.get('format') if isinstance(config, dict) else None!r})")
