@@ -2,8 +2,10 @@
 fast: fused contrastive kernels (C++/OpenMP and CUDA), Numba ECG signal processing, cached
 report embeddings, zero-shot ECG classification and FAISS retrieval.
 
-``import mets_fast`` is light: the torch-based parts (the loss, the models) load on first use, so
-``mets_fast.signal`` and ``mets_fast.data`` work without importing torch.
+The public face is this module: ``mets_fast.load``, ``load_encoder``, ``ZeroShotClassifier``,
+``evaluate``, ``EmbeddingIndex``, ``contrastive_loss``, the data readers and ``set_threads``.
+``import mets_fast`` is light: each name loads its module on first use, so ``mets_fast.signal``
+and ``mets_fast.data`` work without importing torch.
 """
 
 from importlib import import_module
@@ -22,6 +24,17 @@ _LAZY = {
     "METSModel": "model",
     "load": "model",
     "load_encoder": "model",
+    "ZeroShotClassifier": "evaluation.zeroshot",
+    "evaluate": "evaluation.evaluate",
+    "EmbeddingIndex": "retrieval.index",
+    "FrozenTextEncoder": "text",
+    "TextSpace": "text",
+    "read_record": "data",
+    "read_ptbxl": "data",
+    "read_mitbih": "data",
+    "synthetic_corpus": "data",
+    "ECGStore": "data",
+    "set_threads": "threads",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -16,7 +16,6 @@ Each subcommand takes the arguments, and prints the ``--help``, of its module
 
 from __future__ import annotations
 
-import json
 import sys
 from importlib import import_module
 
@@ -46,9 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     module, _ = COMMANDS[command]
     if module is None:
         from . import __version__
+        from .jsonio import dumps
         from .loss import backends
 
-        print(json.dumps({"version": __version__, "backends": backends()}, indent=2))
+        print(dumps({"version": __version__, "backends": backends()}))
         return 0
     return import_module(module).main(rest)
 

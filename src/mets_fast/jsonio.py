@@ -4,10 +4,11 @@ as null), written to a temporary name and renamed, never half."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import write_text
 
 
 def plain(value):
@@ -36,8 +37,5 @@ def dumps(value, indent: int | None = 2) -> str:
 
 
 def write_json(path: Path, value, *, indent: int | None = 2) -> None:
-    """`value` as JSON at `path`, written to a temporary name and renamed."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(dumps(value, indent) + "\n")
-    os.replace(tmp, path)
+    """`value` as JSON at `path`, written atomically."""
+    write_text(path, dumps(value, indent) + "\n")

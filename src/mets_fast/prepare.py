@@ -24,18 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.build import open_source, read_reports_csv, write_store
+from .data.ingest import write_store
 from .data.preprocess import Settings
-from .data.records import STANDARD_LEADS, standard_lead
+from .data.records import standard_lead
+from .data.sources import SETTINGS, open_source
+from .data.sources.wfdb import read_reports_csv
+from .errors import UsageError, positive_int, run_cli
 from .signal._checks import MIN_FS
-
-# The notch of each source by default: MIT-BIH was recorded in the Americas (60 Hz mains).
-DEFAULT_POWERLINE = {"mitbih": 60.0}
-DEFAULT_SECONDS = {"mitbih": 3.0}  # beat-centred windows: the previous and next beat in view
-
-
-class UsageError(ValueError):
-    """A flag a user got wrong (exit code 2)."""
 
 
 def parse_leads(text: str) -> tuple:
@@ -52,31 +47,30 @@ def parse_leads(text: str) -> tuple:
 
 
 def settings_of(args) -> Settings:
-    """The settings the flags ask for, or a UsageError naming the flag that is wrong."""
-    seconds = args.seconds if args.seconds is not None else DEFAULT_SECONDS.get(args.source, 10.0)
-    for name, value in (("fs", args.fs), ("seconds", seconds)):
+    """The settings the flags ask for (the source's own, ``SETTINGS``, where a flag is left
+    out), or a UsageError naming the flag that is wrong."""
+    default = SETTINGS[args.source]
+    fs = default.fs if args.fs is None else args.fs
+    seconds = default.seconds if args.seconds is None else args.seconds
+    for name, value in (("fs", fs), ("seconds", seconds)):
         if not (np.isfinite(value) and value > 0):
             raise UsageError(f"--{name} must be a positive number, got {value:g}")
-    if args.fs < MIN_FS:
-        raise UsageError(f"--fs must be at least {MIN_FS:g} Hz, got {args.fs:g}")
+    if fs < MIN_FS:
+        raise UsageError(f"--fs must be at least {MIN_FS:g} Hz, got {fs:g}")
     if args.source == "synthetic" and args.n < 1:
         raise UsageError(f"--n must be a positive number of ECGs, got {args.n}")
-    if args.workers < 1:
-        raise UsageError(f"--workers must be a positive integer, got {args.workers}")
     if args.workers > 1 and args.source in ("synthetic", "mitbih"):
         raise UsageError(f"--workers applies to ptbxl and wfdb (processes reading records); "
                          f"{args.source} is prepared in one process, whose Numba kernels use "
                          f"--threads")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be a positive integer, got {args.threads}")
-    powerline = args.powerline if args.powerline is not None else \
-        DEFAULT_POWERLINE.get(args.source, 50.0)
+    powerline = args.powerline if args.powerline is not None else (default.powerline or 0.0)
     if not (np.isfinite(powerline) and powerline >= 0):
         raise UsageError(f"--powerline must be a frequency in Hz (0: no notch), got {powerline}")
     if args.out.exists() and not args.overwrite:
         raise UsageError(f"--out {args.out} exists; pass --overwrite to replace it")
-    return Settings(args.fs, seconds, parse_leads(args.leads), not args.no_clean,
-                    powerline or None, args.normalize, args.dtype)
+    leads = default.leads if args.leads is None else parse_leads(args.leads)
+    return Settings(fs, seconds, leads, not args.no_clean, powerline or None,
+                    args.normalize or default.normalize, args.dtype or default.dtype)
 
 
 def _print_summary(summary: dict, out: Path, settings: Settings) -> None:
@@ -109,25 +103,24 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out", required=True, type=Path, help="store directory to create")
-    common.add_argument("--fs", type=float, default=100.0, help="sampling rate in Hz (100)")
+    common.add_argument("--fs", type=float, help="sampling rate in Hz (100)")
     common.add_argument("--seconds", type=float, default=None,
                         help="ECG length in s (10; MIT-BIH beat windows 3)")
-    common.add_argument("--leads", default=",".join(STANDARD_LEADS),
-                        help="comma-separated leads, in order (the 12 standard leads)")
+    common.add_argument("--leads", help="comma-separated leads, in order (the 12 standard leads)")
     common.add_argument("--allow-missing-leads", action="store_true",
                         help="store a lead named in --leads that no record has as zeros (it is "
                              "an error otherwise)")
-    common.add_argument("--dtype", choices=("float16", "float32"), default="float16",
+    common.add_argument("--dtype", choices=("float16", "float32"),
                         help="stored sample type (float16)")
-    common.add_argument("--normalize", choices=("lead", "record", "none"), default="lead",
+    common.add_argument("--normalize", choices=("lead", "record", "none"),
                         help="per-lead standardisation (default), one scale per ECG, or none")
     common.add_argument("--no-clean", action="store_true", help="skip the cleaning chain")
     common.add_argument("--powerline", type=float, default=None,
                         help="power-line frequency of the notch in Hz (50; MIT-BIH 60; 0: off)")
-    common.add_argument("--workers", type=int, default=1,
+    common.add_argument("--workers", type=positive_int, default=1,
                         help="processes reading records, ptbxl and wfdb only (spawned; 1: they "
                              "pay off for thousands of records)")
-    common.add_argument("--threads", type=int, default=None,
+    common.add_argument("--threads", type=positive_int, default=None,
                         help="threads for the Numba kernels (default: all cores)")
     common.add_argument("--seed", type=int, default=0, help="seed for splits and sampling")
     common.add_argument("--overwrite", action="store_true", help="replace an existing store")
@@ -158,32 +151,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        settings = settings_of(args)
-        reports = read_reports_csv(args.reports) if getattr(args, "reports", None) else None
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if args.threads:
-        import numba
+    return run_cli(lambda: _run(args))
 
-        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    explicit = [] if args.allow_missing_leads or args.leads == ",".join(STANDARD_LEADS) else \
-        settings.leads
-    try:
-        source = open_source(args.source, settings, root=getattr(args, "root", None),
-                             paths=getattr(args, "paths", None), n=getattr(args, "n", 0),
-                             seed=args.seed, workers=args.workers,
-                             rate=getattr(args, "rate", None), step=getattr(args, "step", None),
-                             windows=getattr(args, "windows", "beats"), reports=reports)
-        summary = write_store(args.out, source.items, source.n_max, settings, args.overwrite,
-                              args.quiet, source.extra, required_leads=explicit)
-    except (ValueError, FileExistsError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+
+def _run(args) -> int:
+    from .threads import set_threads
+
+    settings = settings_of(args)
+    reports = read_reports_csv(args.reports) if getattr(args, "reports", None) else None
+    set_threads(args.threads)
+    explicit = [] if args.allow_missing_leads or args.leads is None else settings.leads
+    source = open_source(args.source, settings, root=getattr(args, "root", None),
+                         paths=getattr(args, "paths", None), n=getattr(args, "n", 0),
+                         seed=args.seed, workers=args.workers,
+                         rate=getattr(args, "rate", None), step=getattr(args, "step", None),
+                         windows=getattr(args, "windows", "beats"), reports=reports)
+    summary = write_store(args.out, source.items, source.n_max, settings, args.overwrite,
+                          args.quiet, source.extra, required_leads=explicit)
     if not args.quiet:
         _print_summary(summary, args.out, settings)
     return 0

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .errors import UsageError, positive_int, run_cli
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mets_fast.retrieve",
@@ -27,43 +29,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-k", type=int, default=5, help="results per query (5)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document on standard output and nothing else")
-    parser.add_argument("--threads", type=int, help="threads (default: all cores)")
+    parser.add_argument("--threads", type=positive_int, help="threads (default: all cores)")
     return parser
 
 
 def main(argv: list | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if bool(args.records) == bool(args.text):
-        print("error: give WFDB records or --text reports to look up (one of the two)",
-              file=sys.stderr)
-        return 2
-    import torch
+    return run_cli(lambda: _run(args))
 
-    from .embed import embed_records, model_id
-    from .index import ReportIndex, set_threads
+
+def _run(args) -> int:
+    if bool(args.records) == bool(args.text):
+        raise UsageError("give WFDB records or --text reports to look up (one of the two)")
     from .jsonio import dumps
     from .model import load
+    from .retrieval import EmbeddingIndex, embed_queries, model_id
+    from .threads import set_threads
 
-    try:
-        set_threads(args.threads)
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        model = load(args.model)
-        index = ReportIndex.load(args.index, model_id=model_id(model))
-        if args.records:
-            queries, names = embed_records(model, args.records), list(args.records)
-        else:
-            with torch.no_grad():
-                queries = model.encode_texts(args.text).cpu().numpy()
-            names = list(args.text)
-        found = index.search_texts(queries, args.k)
-    except (ValueError, FileNotFoundError, TypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    set_threads(args.threads)
+    model = load(args.model)
+    index = EmbeddingIndex.load(args.index, model_id=model_id(model))
+    queries = embed_queries(model, records=args.records, texts=args.text or ())
+    found = index.search_texts(queries, args.k)
+    names = list(args.records or args.text)
     results = [{"query": str(q), "results": [{"text": t, "score": s} for t, s in hits]}
                for q, hits in zip(names, found)]
     if args.json:
-        print(dumps({"index": str(args.index), "contents": index.contents, "k": args.k,
+        print(dumps({"index": str(args.index), "items": index.items, "k": args.k,
                      "queries": results}))
         return 0
     for r in results:

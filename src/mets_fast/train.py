@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .errors import EXPECTED, UsageError, positive_int, run_cli
 from .training.presets import NEGATIVES, PRESETS
 from .training.schedule import SCHEDULES
 
@@ -47,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     amp.add_argument("--amp", dest="amp", action="store_true", default=None,
                      help="bfloat16 autocast (the default preset's choice on CPUs)")
     amp.add_argument("--no-amp", dest="amp", action="store_false", help="float32 throughout")
-    add("--threads", type=int, help="threads per process (default: the cores / processes)")
+    add("--threads", type=positive_int,
+        help="threads per process (default: the cores / processes)")
     add("--seed", type=int, help="seed of the initialisation and the shuffling (0)")
     add("--out", help="run directory to create (default runs/<timestamp>)")
     add("--resume", action="store_true",
@@ -58,25 +60,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .training.trainer import TrainingError, fit, resolve
+    from .training.trainer import TrainingError
+
+    return run_cli(lambda: _run(args), expected=EXPECTED + (TrainingError,),
+                   interrupted="interrupted; the last committed checkpoint stays (--resume "
+                               "continues it)")
+
+
+def _run(args) -> int:
+    from .training.trainer import fit, resolve
 
     if args.resume and not args.out:
-        print("error: --resume continues the run in --out: give --out RUN_DIR", file=sys.stderr)
-        return 2
+        raise UsageError("--resume continues the run in --out: give --out RUN_DIR")
     try:
         config = resolve(**vars(args))
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        fit(config)
-    except (ValueError, FileNotFoundError, FileExistsError, TrainingError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted; the last committed checkpoint stays (--resume continues it)",
-              file=sys.stderr)
-        return 130
+        raise UsageError(str(exc)) from None
+    fit(config)
     return 0
 
 

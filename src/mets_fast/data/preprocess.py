@@ -10,7 +10,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from ..signal import handle_nonfinite, resample, to_samples
-from .records import select_leads, standard_lead
+from .records import STANDARD_LEADS, select_leads, standard_lead
 
 NORMALIZATIONS = ("lead", "record", "none")
 RESAMPLE_MARGIN = 1.0  # seconds kept past the crop for the resampling filter's reach
@@ -49,6 +49,12 @@ class Settings(NamedTuple):
         return cls(**fields)
 
 
+# The package's preprocessing unless a source or a flag says otherwise (each source declares its
+# own in data/sources/<name>.py as this or a variation of it).
+DEFAULT_SETTINGS = Settings(fs=100.0, seconds=10.0, leads=STANDARD_LEADS, clean=True,
+                            powerline=50.0, normalize="lead", dtype="float16")
+
+
 def store_settings(store) -> Settings:
     """The preprocessing an :class:`~mets_fast.data.ECGStore`'s ECGs were made with (a store
     written with ``StoreWriter`` directly may not say: then as stored, uncleaned and
@@ -57,6 +63,18 @@ def store_settings(store) -> Settings:
         "clean": False, "powerline": None, "normalize": "none", **store.preprocessing,
         "seconds": store.manifest["samples"] / store.fs, "leads": list(store.leads),
         "fs": store.fs, "dtype": store.manifest["dtype"]})
+
+
+def check_compatible(store: ECGStore, settings: Settings) -> None:
+    """Raises ValueError unless the store's ECGs are shaped as the model takes them."""
+    mine = store_settings(store)
+    if (mine.leads, mine.fs, mine.samples) != (settings.leads, settings.fs, settings.samples):
+        raise ValueError(
+            f"the store {store.path} holds {len(mine.leads)}-lead ECGs of {mine.samples} samples "
+            f"at {mine.fs:g} Hz, the model takes {len(settings.leads)} leads "
+            f"{list(settings.leads)} of {settings.samples} samples at {settings.fs:g} Hz: prepare "
+            f"the data again with the model's settings (or pass ptbxl:/mitbih:/synthetic, which "
+            f"are prepared for the model)")
 
 
 def preprocess(signals: np.ndarray, settings: Settings,

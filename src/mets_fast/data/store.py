@@ -7,9 +7,10 @@ A store is a directory::
     meta.jsonl      one JSON object per ECG (pandas reads it with no extra dependency)
     lead_mask.npy   (N, leads) bool: which leads each ECG really has (absent: all of them)
 
-It is written into a temporary directory beside the target and renamed at the end, so an
-interrupted run leaves no store behind: only a ``.<name>.tmp-<pid>-*`` directory, which the
-next writer of that store removes once its process is gone.
+It is written into a temporary directory beside the target and renamed at the end
+(:mod:`mets_fast.atomic`), so an interrupted run leaves no store behind: only a
+``.<name>.tmp-<pid>-*`` directory, which the next writer of that store removes once its process
+is gone.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
@@ -25,7 +25,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..atomic import atomic_file, commit_dir, stale_temporaries, temp_dir
 from ..jsonio import read_json
+from ..versions import check_version
 from .splits import SPLITS
 
 FORMAT = "mets_fast.ecgstore"
@@ -77,14 +79,8 @@ class ECGStore:
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             found = manifest.get("format") if isinstance(manifest, dict) else None
             raise ValueError(f"{path} is not a mets_fast ECG store (format {found!r})")
-        version = manifest.get("version")
-        if not isinstance(version, int) or isinstance(version, bool):
-            raise ValueError(f"{manifest_file} gives the format version as {version!r} "
-                             f"({type(version).__name__}); this mets_fast reads version "
-                             f"{VERSION}, an integer: the manifest is damaged")
-        if version != VERSION:
-            raise ValueError(f"{path} has store format version {version}; this mets_fast reads "
-                             f"version {VERSION} (re-run mets_fast.prepare)")
+        check_version(manifest.get("version"), VERSION, what="store", path=manifest_file,
+                      remake="prepare the data again (python -m mets_fast.prepare)")
         for key in ("n", "leads", "samples", "fs", "dtype"):
             if key not in manifest:
                 raise ValueError(f"{manifest_file} lacks {key!r}: the manifest is damaged")
@@ -187,9 +183,9 @@ class StoreWriter:
             raise FileExistsError(f"{self.path} exists; pass overwrite=True (--overwrite) to "
                                   f"replace it")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(self.path)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.tmp-{os.getpid()}-",
-                                          dir=self.path.parent))
+        for stale in stale_temporaries(self.path):  # left by a killed writer
+            shutil.rmtree(stale, ignore_errors=True)
+        self._tmp = temp_dir(self.path)
         self.manifest = {"format": FORMAT, "version": VERSION, "n": int(n),
                          "leads": list(leads), "samples": int(samples), "fs": float(fs),
                          "dtype": np.dtype(dtype).name, "preprocessing": preprocessing or {},
@@ -271,14 +267,7 @@ class StoreWriter:
         if not mask.all():
             np.save(self._tmp / "lead_mask.npy", mask)
         (self._tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=2))
-        _fsync_dir(self._tmp)
-        if self.path.exists():
-            old = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")
-            os.replace(self.path, old)
-            os.replace(self._tmp, self.path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self._tmp, self.path)
+        commit_dir(self._tmp, self.path)
 
     def _check_values(self) -> None:
         """Refuses signals holding NaN or inf (float16 stores inf for what exceeds 65504).
@@ -326,8 +315,7 @@ def _cut_npy(path: Path, n: int) -> None:
         if f.tell() == start:
             f.truncate(start + size)
             return
-    tmp = path.with_name(path.name + ".cut")
-    with open(path, "rb") as src, open(tmp, "wb") as dst:
+    with atomic_file(path) as tmp, open(path, "rb") as src, open(tmp, "wb") as dst:
         write(dst, header)
         src.seek(start)
         left = size
@@ -335,29 +323,3 @@ def _cut_npy(path: Path, n: int) -> None:
             block = src.read(min(left, 1 << 24))
             dst.write(block)
             left -= len(block)
-    os.replace(tmp, path)
-
-
-def _remove_stale_temporaries(target: Path) -> None:
-    """Removes ``.<name>.tmp-<pid>-*`` directories of writers of `target` whose process is gone
-    (a killed prepare leaves one)."""
-    for tmp in target.parent.glob(f".{target.name}.tmp-*"):
-        pid = tmp.name[len(f".{target.name}.tmp-"):].split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def _fsync_dir(path: Path) -> None:
-    for f in path.iterdir():
-        with open(f, "rb") as handle:
-            os.fsync(handle.fileno())

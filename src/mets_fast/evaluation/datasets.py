@@ -11,22 +11,19 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..data.build import mitbih_headers, mitbih_validation
-from ..data.prepared import DATA_SEED, DataSpec, prepared_store
-from ..data.preprocess import Settings, preprocess, store_settings
+from ..data.cache import DATA_SEED, prepared_store
+from ..data.preprocess import Settings, check_compatible, preprocess
 from ..data.records import select_leads, standard_lead
+from ..data.sources.mitbih import (METS_CLASS_NAMES, METS_CLASSES, beat_report, beat_symbols,
+                                   beat_windows, centred_windows, mitbih_headers,
+                                   mitbih_validation, read_mitbih, validation_records,
+                                   whole_windows)
+from ..data.sources.ptbxl import multilabel_test
+from ..data.sources.synthetic import CORPUS_SIZE, SUPERCLASS_DESCRIPTIONS
+from ..jsonio import read_json
+from ..data.spec import DataSpec
 from ..data.store import ECGStore
-from ..data.tasks import ZeroShotTask
-
-
-class Labelled(NamedTuple):
-    """ECGs preprocessed for the model (``(n, leads, samples)``, float16 or float32), their
-    class names (``labels``) and the task they belong to."""
-
-    task: ZeroShotTask
-    ecgs: np.ndarray
-    labels: np.ndarray
-
+from .tasks import PROBE_FAMILIES, EvalSet, builtin_tasks, evaluation_sets
 
 class MultiLabel(NamedTuple):
     """A multi-label test set: ECGs, the class codes, their descriptions and a 0/1 target
@@ -46,14 +43,15 @@ class Reported(NamedTuple):
 
 
 class Evaluation(NamedTuple):
-    """What one ``--data`` offers: single-label sets by task name, multi-label sets by family,
-    report-bearing ECGs by source (for retrieval), the store the ECGs came from (None for
-    MIT-BIH records) and notes for the user (records skipped and why)."""
+    """What one ``--data`` offers: the preprocessed ECGs (``signals``, a store's memory map or
+    an array), the single-label sets by task name (:class:`~mets_fast.evaluation.tasks.EvalSet`:
+    rows of ``signals``), multi-label sets by family, report-bearing ECGs by source (for
+    retrieval) and notes for the user (records skipped and why)."""
 
+    signals: np.ndarray
     single: dict
     multi: dict
     retrieval: dict
-    store: ECGStore | None
     notes: list
 
 
@@ -75,31 +73,17 @@ def default_split(store: ECGStore) -> str:
     return "test" if len(store.split("test")) else "val"
 
 
-def check_compatible(store: ECGStore, settings: Settings) -> None:
-    """Raises ValueError unless the store's ECGs are shaped as the model takes them."""
-    mine = store_settings(store)
-    if (mine.leads, mine.fs, mine.samples) != (settings.leads, settings.fs, settings.samples):
-        raise ValueError(
-            f"the store {store.path} holds {len(mine.leads)}-lead ECGs of {mine.samples} samples "
-            f"at {mine.fs:g} Hz, the model takes {len(settings.leads)} leads "
-            f"{list(settings.leads)} of {settings.samples} samples at {settings.fs:g} Hz: prepare "
-            f"the data again with the model's settings (or pass ptbxl:/mitbih:/synthetic, which "
-            f"are prepared for the model)")
-
-
 def corpus_size(run_dir) -> int:
     """The synthetic corpus size a run trained on (its args.json), so that its evaluation
-    reads the test split of the same corpus; the default preset's where it does not say."""
-    import json
-
-    from ..training.presets import PRESETS
-
-    args = Path(run_dir) / "args.json"
-    if args.is_file():
-        size = json.loads(args.read_text()).get("corpus_size")
+    reads the test split of the same corpus; the default's where it does not say (or for no
+    run, None)."""
+    args = Path(run_dir) / "args.json" if run_dir is not None else None
+    if args is not None and args.is_file():
+        saved = read_json(args)
+        size = saved.get("corpus_size") if isinstance(saved, dict) else None
         if isinstance(size, int) and size > 0:
             return size
-    return PRESETS["default"].corpus_size
+    return CORPUS_SIZE
 
 
 def store_evaluation(spec: DataSpec, settings: Settings, *, split: str | None = None,
@@ -108,14 +92,11 @@ def store_evaluation(spec: DataSpec, settings: Settings, *, split: str | None = 
                      quiet: bool = False) -> Evaluation:
     """The sets of a store (``store:DIR``), or of ``synthetic`` (`n` ECGs) / ``ptbxl:ROOT``
     prepared with the model's `settings`."""
-    from ..zeroshot import evaluation_sets
-
     path = prepared_store(spec, n=n, settings=settings, quiet=quiet)
     store = ECGStore.open(path)
     check_compatible(store, settings)
     split = split or default_split(store)
-    sets = evaluation_sets(store.meta, split=split, per_class=per_class, seed=seed, tasks=tasks)
-    single = {name: Labelled(s.task, store.signals[s.rows], s.labels) for name, s in sets.items()}
+    single = evaluation_sets(store.meta, split=split, per_class=per_class, seed=seed, tasks=tasks)
     multi, notes = {}, []
     if "ptbxl" in set(store.meta["source"]):
         root = spec.path if spec.kind == "ptbxl" else None
@@ -132,7 +113,7 @@ def store_evaluation(spec: DataSpec, settings: Settings, *, split: str | None = 
         picked = reported(np.arange(len(rows)), store.meta["report_clean"].iloc[rows], seed)
         if len(picked.reports):
             retrieval[source] = Reported(store.signals[rows[picked.ecgs]], picked.reports)
-    return Evaluation(single, multi, retrieval, store, notes)
+    return Evaluation(store.signals, single, multi, retrieval, notes)
 
 
 def ptbxl_multilabel(store: ECGStore, statements: Path, split: str) -> dict:
@@ -140,9 +121,6 @@ def ptbxl_multilabel(store: ECGStore, statements: Path, split: str) -> dict:
     against its description.  Superclasses take the built-in descriptions; form and rhythm
     statements their ``scp_statements.csv`` descriptions (subclasses have none there)."""
     import pandas as pd
-
-    from ..data.ptbxl import multilabel_test
-    from ..data.synthetic import SUPERCLASS_DESCRIPTIONS
 
     table = pd.read_csv(statements, index_col=0)
     out = {}
@@ -168,9 +146,6 @@ def mitbih_evaluation(root: Path, settings: Settings, *, split: str = "all",
     `split`: ``"all"`` (every record: for patients the model never saw) or ``"val"`` (the
     records the trainer holds out of this folder).  Records that share no lead with the model
     are skipped with a warning naming them."""
-    from ..data.mitbih import METS_CLASS_NAMES, beat_report, read_mitbih
-    from ..zeroshot import builtin_tasks
-
     if split not in ("all", "val"):
         raise ValueError(f"MIT-BIH evaluation split must be 'all' or 'val', got {split!r}")
     headers = mitbih_headers(root)
@@ -190,10 +165,8 @@ def mitbih_evaluation(root: Path, settings: Settings, *, split: str = "all",
             skipped.append(header.stem)
             warnings.warn(f"MIT-BIH record {header.stem} skipped: {exc}", stacklevel=2)
             continue
-        half, n = settings.samples // 2, rec.record.signal.shape[1]
-        beats = rec.beats[rec.beats["mets"].notna()]
-        beats = beats[(beats["sample"] - half >= 0) & (beats["sample"] - half + settings.samples
-                                                      <= n)]
+        beats = whole_windows(rec.beats[rec.beats["mets"].notna()], settings.samples,
+                              rec.record.signal.shape[1])
         records[header.stem] = rec
         pool += [(header.stem, int(c), m, sym)
                  for c, m, sym in zip(beats["sample"], beats["mets"], beats["symbol"])]
@@ -210,8 +183,7 @@ def mitbih_evaluation(root: Path, settings: Settings, *, split: str = "all",
         members = [k for k, item in enumerate(pool) if item[2] == cls]
         chosen += sorted(rng.choice(members, size=min(per_class, len(members)), replace=False)
                          .tolist()) if members else []
-    half = settings.samples // 2
-    windows = [select_leads(records[r].record.signal[:, c - half:c - half + settings.samples],
+    windows = [select_leads(centred_windows(records[r], [c], settings.samples)[0],
                             records[r].record.leads, settings.leads)[0]
                for r, c, _, _ in (pool[k] for k in chosen)]
     ecgs = preprocess(np.stack(windows), settings)
@@ -219,8 +191,10 @@ def mitbih_evaluation(root: Path, settings: Settings, *, split: str = "all",
     reports = [beat_report(records[pool[k][0]], pool[k][1], pool[k][3]) for k in chosen]
     notes = [f"{len(records)} record(s) used"
              + (f"; skipped (no shared lead or unreadable): {skipped}" if skipped else "")]
-    return Evaluation({"mitbih": Labelled(builtin_tasks()["mitbih"], ecgs, labels)}, {},
-                      {"mitbih": Reported(ecgs, np.asarray(reports, dtype=object))}, None, notes)
+    single = {"mitbih": EvalSet(builtin_tasks()["mitbih"], np.arange(len(ecgs)), labels)}
+    return Evaluation(ecgs, single, {}, {"mitbih": Reported(ecgs, np.asarray(reports,
+                                                                              dtype=object))},
+                      notes)
 
 
 def _header_leads(header: Path) -> list:
@@ -244,17 +218,11 @@ class ProbeSet(NamedTuple):
     multilabel: bool
 
 
-PROBE_FAMILIES = {"synthetic": ("rhythm", "superclass"),
-                  "ptbxl": ("superclass", "subclass", "form", "rhythm")}
-
-
 def store_probe_sets(spec: DataSpec, settings: Settings, n: int = 10000,
                      quiet: bool = False) -> dict:
     """The linear-probe tasks of a store: for PTB-XL, MERL's four multi-label families
     (train split -> test split); for the synthetic corpus, rhythm (single-label: every ECG has
     one) and superclass (multi-label).  Classes absent from either side are left out."""
-    from ..data.ptbxl import multilabel_test
-
     store = ECGStore.open(prepared_store(spec, n=n, settings=settings, quiet=quiet))
     check_compatible(store, settings)
     test_split = default_split(store)
@@ -286,9 +254,6 @@ def mitbih_probe_sets(root: Path, settings: Settings, per_record: int = 500,
     that every class of N, L, R, A, V has beats on both sides where the records allow, are the
     test), at most `per_record` beats of each class from each record (seeded; a record's
     thousands of normal beats would otherwise dominate), windows as the zero-shot task's."""
-    from ..data.build import beat_symbols
-    from ..data.mitbih import METS_CLASSES, beat_windows, read_mitbih, validation_records
-
     headers = mitbih_headers(root)
     counts = {h.stem: {s: k for s, k in beat_symbols(h).items() if s in METS_CLASSES}
               for h in headers}

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from ..atomic import atomic_file
 
 # METS (Li et al. 2023), zero-shot on balanced single-label test sets: accuracy, precision,
 # recall, F1 (macro).
@@ -50,9 +51,22 @@ def retrieval_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def probe_table(results: dict, sets: dict) -> str:
+    """Markdown rows of linear-probe results: per task, metric and encoder, the three label
+    fractions."""
+    lines = ["| task | metric | encoder | 1% | 10% | 100% |", "|---|---|---|---|---|---|"]
+    for task, by_encoder in results.items():
+        keys = ("auroc",) if sets[task].multilabel else ("accuracy", "f1", "auroc")
+        for key in keys:
+            for encoder, by_fraction in by_encoder.items():
+                cells = [by_fraction[f][key] for f in ("1%", "10%", "100%")]
+                lines.append(f"| {task} | {key} | {encoder} | "
+                             + " | ".join(_fmt(v) for v in cells) + " |")
+    return "\n".join(lines)
+
+
 def plot_confusion(confusion: list, names, path: Path, title: str) -> None:
-    """A confusion matrix (rows: true class) as a PNG, written to a temporary name and
-    renamed."""
+    """A confusion matrix (rows: true class) as a PNG, written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -73,10 +87,9 @@ def plot_confusion(confusion: list, names, path: Path, title: str) -> None:
     ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_file(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _fmt(value) -> str:

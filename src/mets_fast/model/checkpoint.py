@@ -14,9 +14,10 @@ A run directory holds::
         model.safetensors, optimizer.safetensors, state.json (epoch, step, RNG and optimizer
         settings, sizes and hashes of the two weight files)
 
-A checkpoint is written into a hidden temporary directory and renamed into place, so one that
-exists is complete; ``model.safetensors`` beside ``config.json`` is then replaced by a link to
-its weights (one atomic rename).  Temporary names never end in ``.safetensors``.
+A checkpoint is written into a hidden temporary directory and renamed into place
+(:mod:`mets_fast.atomic`), so one that exists is complete; ``model.safetensors`` beside
+``config.json`` is then replaced by a link to its weights (one atomic rename).  Temporary names
+never end in ``.safetensors``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..atomic import commit_dir, link_or_copy, temp_dir
 from ..jsonio import read_json, write_json
+from ..versions import check_version
 from .mets import METSModel
 from .resnet1d import ResNet1d
 
@@ -68,9 +71,7 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     parent = run_dir / CHECKPOINTS
     parent.mkdir(parents=True, exist_ok=True)
     final = parent / f"epoch-{epoch:04d}"
-    tmp = parent / f".epoch-{epoch:04d}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = temp_dir(final)
     save_file(_contiguous(model.state_dict()), tmp / WEIGHTS)
     tensors, settings = _split_optimizer(optimizer.state_dict())
     tensors["rng.torch"] = torch.get_rng_state()
@@ -79,24 +80,12 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
              "extra": extra or {},
              "files": {name: _describe(tmp / name) for name in (WEIGHTS, "optimizer.safetensors")}}
     (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
-    _fsync_tree(tmp)
-    if final.exists():  # a checkpoint of this epoch from a run that died after committing it
-        shutil.rmtree(final)
-    os.rename(tmp, final)
-    _publish_weights(final / WEIGHTS, run_dir / WEIGHTS)
+    # a checkpoint of this epoch already there is from a run that died after committing it
+    commit_dir(tmp, final)
+    link_or_copy(final / WEIGHTS, run_dir / WEIGHTS)
     for old in committed_checkpoints(run_dir)[:-1]:
         shutil.rmtree(old, ignore_errors=True)
     return final
-
-
-def _publish_weights(source: Path, target: Path) -> None:
-    tmp = target.with_name(f".{target.stem}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:  # a file system without hard links
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
 
 
 # ------------------------------------------------------------------------------------- reading
@@ -144,12 +133,8 @@ def read_config(run_dir: str | os.PathLike) -> dict:
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ValueError(f"{run_dir} is not a mets_fast run directory ({CONFIG} has format "
                          f"{config.get('format') if isinstance(config, dict) else None!r})")
-    version = config.get("version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise ValueError(f"{path} has no integer format version (got {version!r})")
-    if version > VERSION:
-        raise ValueError(f"{run_dir} was written by a newer mets_fast (run format version "
-                         f"{version}; this one reads up to {VERSION}): upgrade mets_fast")
+    check_version(config.get("version"), VERSION, what="run", path=path,
+                  remake="train the model again with this mets_fast")
     return config
 
 
@@ -239,14 +224,3 @@ def _describe(path: Path) -> dict:
         for block in iter(lambda: f.read(1 << 22), b""):
             digest.update(block)
     return {"size": path.stat().st_size, "sha256": digest.hexdigest()}
-
-
-def _fsync_tree(path: Path) -> None:
-    for f in path.iterdir():
-        with open(f, "rb") as handle:
-            os.fsync(handle.fileno())
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

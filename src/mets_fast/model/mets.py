@@ -10,14 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.preprocess import Settings, prepare_recording
-from ..data.records import STANDARD_LEADS
+from ..data.preprocess import DEFAULT_SETTINGS, Settings, prepare_recording
 from ..loss import ContrastiveLoss
+from ..text.space import TextSpace
 from .resnet1d import ResNet1d
 
 AMP_MIN_BATCH = 8  # CPU batches below this encode in float32 even for a bfloat16 model
-DEFAULT_SETTINGS = Settings(fs=100.0, seconds=10.0, leads=STANDARD_LEADS, clean=True,
-                            powerline=50.0, normalize="lead", dtype="float16")
 
 
 class METSModel(nn.Module):
@@ -32,10 +30,10 @@ class METSModel(nn.Module):
             repeats it, and the encoder takes ``len(settings.leads)`` leads.
         encoder: keyword arguments of :class:`~mets_fast.model.resnet1d.ResNet1d` besides the
             lead count (kernel sizes, widths).
-        text: how the frozen text side was made: ``model`` (what was passed to
-            :class:`~mets_fast.text.FrozenTextEncoder`), ``identity`` (its files' hash),
-            ``pooling``, ``template``, ``max_length``, ``dtype``.  :meth:`text_encoder` rebuilds
-            it from these.
+        text: the :class:`~mets_fast.text.TextSpace` of the frozen text side (or its dict, as
+            a config records it): the language model, its files' hash, pooling, template,
+            maximum length, arithmetic.  :meth:`text_encoder` rebuilds the language model from
+            it.
         init_temperature: the loss's initial temperature (0.07: scale 1/0.07).
         amp: the model was trained under bfloat16 autocast; :meth:`embed_ecgs` then encodes
             batches in bfloat16 too (2x faster on CPUs with AMX; embeddings within cosine
@@ -43,7 +41,7 @@ class METSModel(nn.Module):
     """
 
     def __init__(self, text_dim: int, embed_dim: int = 128, settings: Settings = DEFAULT_SETTINGS,
-                 encoder: dict | None = None, text: dict | None = None,
+                 encoder: dict | None = None, text: TextSpace | dict | None = None,
                  init_temperature: float = 0.07, amp: bool = False):
         super().__init__()
         if not isinstance(text_dim, int) or text_dim < 1:
@@ -51,7 +49,8 @@ class METSModel(nn.Module):
         if not isinstance(embed_dim, int) or embed_dim < 1:
             raise ValueError(f"embed_dim must be a positive integer, got {embed_dim!r}")
         self.settings = settings
-        self.text = dict(text or {})
+        self.text_space = TextSpace.from_dict(text._asdict() if isinstance(text, TextSpace)
+                                              else text, dim=text_dim)
         self.encoder = ResNet1d(len(settings.leads), **(encoder or {}))
         self.ecg_projection = nn.Linear(self.encoder.out_features, embed_dim)
         self.text_projection = nn.Linear(text_dim, embed_dim)
@@ -69,7 +68,8 @@ class METSModel(nn.Module):
         encoder = {k: v for k, v in self.encoder.config.items() if k != "leads"}
         return {"encoder": "resnet1d", "encoder_config": encoder, "embed_dim": self.embed_dim,
                 "text_dim": self.text_dim, "init_temperature": self._init_temperature,
-                "amp": self.amp, "preprocessing": self.settings.as_dict(), "text": self.text}
+                "amp": self.amp, "preprocessing": self.settings.as_dict(),
+                "text": self.text_space.as_dict()}
 
     @classmethod
     def from_config(cls, config: dict) -> "METSModel":
@@ -157,22 +157,21 @@ class METSModel(nn.Module):
         """The frozen language model this model was trained against, rebuilt from
         :attr:`text` (loaded once, then reused; its embeddings are cached on disk)."""
         if self._text_encoder is None:
-            from ..text import REPORT_TEMPLATE, FrozenTextEncoder
+            from ..text import FrozenTextEncoder
 
-            if "model" not in self.text:
+            space = self.text_space
+            if not space.model:
                 raise ValueError("this model records no text encoder (its config has no 'text' "
                                  "model); encode texts with FrozenTextEncoder yourself")
-            encoder = FrozenTextEncoder(
-                model=self.text["model"], pooling=self.text.get("pooling", "mean"),
-                max_length=int(self.text.get("max_length", 256)),
-                template=self.text.get("template", REPORT_TEMPLATE),
-                dtype=self.text.get("dtype", "float32"))
-            expected = self.text.get("identity")
-            if expected and encoder.identity != expected:
+            encoder = FrozenTextEncoder(model=space.model, pooling=space.pooling,
+                                        max_length=space.max_length, template=space.template,
+                                        dtype=space.dtype)
+            if space.identity and encoder.identity != space.identity:
                 raise ValueError(
-                    f"the language model {self.text['model']!r} found here (files "
+                    f"the language model {space.model!r} found here (files "
                     f"{encoder.identity[:12]}) is not the one this model was trained with "
-                    f"({expected[:12]}): its embeddings would not match the trained projection")
+                    f"({space.identity[:12]}): its embeddings would not match the trained "
+                    f"projection")
             if encoder.dim != self.text_dim:
                 raise ValueError(f"the language model embeds {encoder.dim}-d vectors; this "
                                  f"model's text projection takes {self.text_dim}")
@@ -199,3 +198,15 @@ class METSModel(nn.Module):
         consecutive windows of one recording with ``windows=True``).
         See :func:`mets_fast.data.preprocess.prepare_recording`."""
         return prepare_recording(signal, fs, leads, self.settings, windows=windows)
+
+    def record_windows(self, path) -> np.ndarray:
+        """The WFDB record at `path` (any rate and lead set) as this model's input: its
+        consecutive windows ``(n, leads, samples)`` (:meth:`preprocess` with ``windows=True``).
+        A record sharing no lead with the model is a ValueError naming both lead sets."""
+        from ..data.records import read_record
+
+        rec = read_record(path)
+        if not set(rec.leads) & set(self.settings.leads):
+            raise ValueError(f"record {path} has the leads {list(rec.leads)}, none of which the "
+                             f"model takes ({list(self.settings.leads)})")
+        return self.preprocess(rec.signal, rec.fs, rec.leads, windows=True)

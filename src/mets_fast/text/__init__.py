@@ -2,11 +2,14 @@
 
 ``FrozenTextEncoder().encode(reports)`` returns one float32 vector per report; every distinct
 text is embedded at most once, ever (the cache lives under ``~/.cache/mets_fast/text``).
+:class:`TextSpace` names everything that decides those vectors.
 """
 
-from .cache import EmbeddingCache, default_cache_dir
-from .encoder import REPORT_TEMPLATE, FrozenTextEncoder, pool
+from ..paths import default_cache_dir
+from .cache import EmbeddingCache
+from .encoder import FrozenTextEncoder, pool
 from .models import default_model_dir
+from .space import REPORT_TEMPLATE, TextSpace
 
-__all__ = ["FrozenTextEncoder", "REPORT_TEMPLATE", "EmbeddingCache", "default_cache_dir",
-           "default_model_dir", "pool"]
+__all__ = ["FrozenTextEncoder", "TextSpace", "REPORT_TEMPLATE", "EmbeddingCache",
+           "default_cache_dir", "default_model_dir", "pool"]

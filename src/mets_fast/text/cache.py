@@ -33,14 +33,6 @@ CREATE TABLE IF NOT EXISTS embeddings (
 """
 
 
-def default_cache_dir() -> Path:
-    """``$METS_FAST_CACHE``, else ``$XDG_CACHE_HOME/mets_fast``, else ``~/.cache/mets_fast``."""
-    if os.environ.get("METS_FAST_CACHE"):
-        return Path(os.environ["METS_FAST_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "mets_fast"
-
-
 def _crc(text: str, vector: bytes) -> int:
     return zlib.crc32(vector, zlib.crc32(text.encode("utf-8")))
 

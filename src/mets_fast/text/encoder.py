@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import warnings
 from pathlib import Path
@@ -12,10 +10,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .cache import EmbeddingCache, default_cache_dir
+from ..paths import default_cache_dir
+from .cache import EmbeddingCache
 from .models import model_identity, resolve_model
-
-REPORT_TEMPLATE = "The report of the ECG is that {}"
+from .space import REPORT_TEMPLATE, TextSpace
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -36,7 +34,7 @@ class FrozenTextEncoder:
         device: where the model runs (``"cpu"``, ``"cuda"``).
         template: wraps every report (METS: ``"The report of the ECG is that {}"``); ``encode``
             can override it, ``"{}"`` embedding texts as they are (class prompts).
-        cache_dir: the cache's directory (default :func:`~mets_fast.text.cache.default_cache_dir`
+        cache_dir: the cache's directory (default :func:`~mets_fast.paths.default_cache_dir`
             under ``text``); ``False`` disables the cache.
         dtype: the model's arithmetic: ``"float32"`` (exact), or ``"bfloat16"`` /
             ``"float16"`` (about 2.5x faster on CPUs with AMX and on GPUs; vectors within
@@ -83,6 +81,8 @@ class FrozenTextEncoder:
         self.source = source
         self.dim = int(self.model.config.hidden_size)
         self.identity = model_identity(directory, source)
+        self.text_space = TextSpace(str(model), source, self.identity, pooling, template,
+                                    self.max_length, dtype, self.dim)
         self._cache_dir = None if cache_dir is False else \
             Path(cache_dir) if cache_dir else default_cache_dir() / "text"
         self._caches: dict = {}
@@ -120,8 +120,7 @@ class FrozenTextEncoder:
 
     def space(self, template: str | None = None) -> str:
         """The cache key of everything besides the text that decides a vector."""
-        return space_key(self.identity, self.pooling, self.max_length,
-                         self.template if template is None else template, self.dtype)
+        return self.text_space.key(template)
 
     def _cache(self, template: str) -> EmbeddingCache | None:
         if self._cache_dir is None:
@@ -159,16 +158,6 @@ class FrozenTextEncoder:
                                 attention_mask=mask.to(self.device)).last_hidden_state
             out[batch] = pool(hidden.float(), mask.to(self.device), self.pooling).cpu().numpy()
         return out
-
-
-def space_key(identity: str, pooling: str, max_length: int, template: str,
-              dtype: str = "float32") -> str:
-    """The key of an embedding space: a hash of the model files' identity, the pooling, the
-    maximum length, the template and the arithmetic (what decides a vector besides its text).
-    A trained model's config records these, so its space is known without loading the model."""
-    key = {"model": identity, "pooling": pooling, "max_length": max_length, "template": template,
-           "dtype": dtype}
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from ..atomic import atomic_file
 
 
 def plot_curves(metrics: list, path: Path) -> None:
-    """Draws the per-epoch `metrics` (metrics.jsonl's objects) into `path` (written to a
-    temporary name and renamed)."""
+    """Draws the per-epoch `metrics` (metrics.jsonl's objects) into `path` (written
+    atomically)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,7 +29,6 @@ def plot_curves(metrics: list, path: Path) -> None:
     if tasks:
         right.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_file(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)

@@ -52,15 +52,6 @@ def mean(value: float, world: World) -> float:
     return float(t) / world.size
 
 
-def broadcast_flag(flag: bool, world: World) -> bool:
-    """Rank 0's `flag`, on every process (so that all of them stop together)."""
-    if world.size == 1:
-        return flag
-    t = torch.tensor([int(flag)])
-    dist.broadcast(t, 0)
-    return bool(t)
-
-
 def teardown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ..data.sources.synthetic import CORPUS_SIZE
+
 
 class Preset(NamedTuple):
     """``epochs``, ``batch_size`` (the global batch, split over the processes), Adam's ``lr``
@@ -32,7 +34,7 @@ PRESETS = {
     # sized to a 2-core CPU: the whole default run (corpus, embeddings, training and the
     # per-epoch zero-shot scoring) in under 10 minutes
     "default": Preset(epochs=12, batch_size=128, lr=3e-3, weight_decay=1e-3, embed_dim=128,
-                      schedule="cosine", warmup=0.05, amp=True, corpus_size=10000,
+                      schedule="cosine", warmup=0.05, amp=True, corpus_size=CORPUS_SIZE,
                       negatives="distinct-reports"),
     # Li et al. 2023: Adam, lr 1e-3, weight decay 1e-3, batch 32, 50 epochs, 128-d
     "paper": Preset(epochs=50, batch_size=32, lr=1e-3, weight_decay=1e-3, embed_dim=128,

@@ -12,47 +12,34 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..data.prepared import parse_data, prepared_store
+from ..atomic import write_text
+from ..data.cache import prepared_store
 from ..data.preprocess import store_settings
+from ..data.spec import parse_data
 from ..data.store import ECGStore
-from ..model import checkpoint
-from ..jsonio import dumps, write_json
+from ..evaluation.evaluate import evaluate
+from ..jsonio import dumps, read_json, write_json
 from ..loss import NonFiniteError
+from ..model import checkpoint
 from ..model.mets import METSModel
+from ..threads import set_threads
 from . import distributed
 from .curves import plot_curves
-from .presets import NEGATIVES, preset_for
+from .presets import NEGATIVES, Preset, preset_for
 from .schedule import learning_rate
 
-
-class TrainConfig(NamedTuple):
-    """Every setting of a run (``args.json``), presets resolved."""
-
-    data: str
-    preset: str
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    embed_dim: int
-    schedule: str
-    warmup: float
-    amp: bool
-    corpus_size: int
-    negatives: str
-    lm: str
-    device: str
-    threads: int | None
-    seed: int
-    out: str
-    resume: bool
-    quiet: bool
-
+# What a run adds to its preset's settings: the language model, and what does not change the
+# result (device, threads, output, verbosity) besides the seed.
+_RUN_FIELDS = [("lm", str), ("device", str), ("threads", "int | None"), ("seed", int),
+               ("out", str), ("resume", bool), ("quiet", bool)]
+TrainConfig = NamedTuple("TrainConfig", [("data", str), ("preset", str),
+                                         *Preset.__annotations__.items(), *_RUN_FIELDS])
+TrainConfig.__doc__ = """Every setting of a run (``args.json``): the data, the preset's name,
+its settings resolved (:class:`~mets_fast.training.presets.Preset`), then the run's own."""
 
 # Settings a resumed run must share with the run it continues (the others, output and
 # verbosity, do not change the result; threads and device may change its last bits).
-RESULT_KEYS = ("data", "preset", "epochs", "batch_size", "lr", "weight_decay", "embed_dim",
-               "schedule", "warmup", "amp", "corpus_size", "negatives", "lm", "seed")
+RESULT_KEYS = ("data", "preset", *Preset._fields, "lm", "seed")
 # What a setting added later was before it existed (runs written earlier resume as such).
 BEFORE_IT_EXISTED = {"negatives": "all"}
 
@@ -92,8 +79,8 @@ def _check(c: TrainConfig) -> None:
         raise ValueError(f"warmup is a fraction of the steps, below 1; got {c.warmup}")
     if c.negatives not in NEGATIVES:
         raise ValueError(f"--negatives must be one of {NEGATIVES}, got {c.negatives!r}")
-    if c.threads is not None and c.threads < 1:
-        raise ValueError(f"--threads must be a positive integer, got {c.threads}")
+    if c.threads is not None and (not isinstance(c.threads, int) or c.threads < 1):
+        raise ValueError(f"--threads must be a positive integer, got {c.threads!r}")
 
 
 def fit(config: TrainConfig, stop_after: int | None = None) -> Path:
@@ -119,7 +106,7 @@ class _Run:
         if config.batch_size % world.size:
             raise ValueError(f"--batch-size {config.batch_size} (the global batch) must divide "
                              f"evenly over {world.size} processes")
-        _set_threads(config.threads, world)
+        set_threads(config.threads)
         if world.main:
             path = prepared_store(spec, n=config.corpus_size, quiet=config.quiet)
         distributed.barrier(world)
@@ -137,8 +124,7 @@ class _Run:
             if not checkpoint.committed_checkpoints(self.out):
                 raise ValueError(f"--resume: {self.out} holds no committed checkpoint to "
                                  f"continue from")
-            saved = json.loads((self.out / "args.json").read_text())
-            saved = {**BEFORE_IT_EXISTED, **saved}
+            saved = {**BEFORE_IT_EXISTED, **read_json(self.out / "args.json")}
             changed = [f"--{k.replace('_', '-')} {saved.get(k)!r} -> {getattr(self.c, k)!r}"
                        for k in RESULT_KEYS if saved.get(k) != getattr(self.c, k)]
             if changed:
@@ -182,18 +168,14 @@ class _Run:
     def _model(self) -> METSModel:
         torch.manual_seed(self.c.seed)
         e = self.encoder
-        text = {"model": self.c.lm, "source": e.source, "identity": e.identity,
-                "pooling": e.pooling, "template": e.template, "max_length": e.max_length,
-                "dtype": e.dtype}
-        model = METSModel(e.dim, self.c.embed_dim, self.settings, text=text, amp=self.c.amp)
+        model = METSModel(e.dim, self.c.embed_dim, self.settings, text=e.text_space,
+                          amp=self.c.amp)
         model._text_encoder = e  # the trainer's own: no second copy of the language model
         return model.to(self.world.device)
 
     # ------------------------------------------------------------------------------ training
 
     def train(self, stop_after: int | None = None) -> Path:
-        from ..zeroshot import evaluate_sets, evaluation_sets
-
         c, world = self.c, self.world
         model = self._model()
         optimizer = torch.optim.Adam(_param_groups(model, c.weight_decay), lr=c.lr)
@@ -209,7 +191,6 @@ class _Run:
             self.out.mkdir(parents=True)
             checkpoint.write_config(self.out, model)
             write_json(self.out / "args.json", c._asdict())
-        sets = evaluation_sets(self.store.meta, split="val")
         wrapped = model if world.size == 1 else torch.nn.parallel.DistributedDataParallel(model)
         local = c.batch_size // world.size
         signals = self.store.signals
@@ -251,13 +232,14 @@ class _Run:
                 bar.close()
             epoch_loss = distributed.mean(total_loss / steps_per_epoch, world)
             if world.main:
-                scores = evaluate_sets(model, signals, sets)
+                scores = evaluate(model, self.store, split="val", complete=False).single
                 checkpoint.save_checkpoint(self.out, model, optimizer, epoch, step)
                 metrics.append({
                     "epoch": epoch, "loss": epoch_loss, "logit_scale": float(model.logit_scale.detach()),
                     "ecgs_per_s": steps_per_epoch * c.batch_size / train_seconds,
                     "seconds": time.perf_counter() - began,
-                    "zeroshot": {t: {k: v for k, v in s.items() if k != "confusion"}
+                    "zeroshot": {t: {k: v for k, v in s.items()
+                                     if k not in ("confusion", "classes")}
                                  for t, s in scores.items()}})
                 _write_metrics(self.out / "metrics.jsonl", metrics)
                 plot_curves(metrics, self.out / "curves.png")
@@ -320,17 +302,6 @@ def _param_groups(model: METSModel, weight_decay: float) -> list:
             {"params": plain, "weight_decay": 0.0}]
 
 
-def _set_threads(threads: int | None, world: distributed.World) -> None:
-    import os
-
-    import numba
-
-    if threads is None:
-        threads = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    torch.set_num_threads(threads)
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-
-
 def _progress(total: int, epoch: int, epochs: int, quiet: bool):
     if quiet:
         return None
@@ -347,9 +318,7 @@ def _read_metrics(path: Path, last_epoch: int) -> list:
 
 
 def _write_metrics(path: Path, metrics: list) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(dumps(m, indent=None) + "\n" for m in metrics))
-    tmp.replace(path)
+    write_text(path, "".join(dumps(m, indent=None) + "\n" for m in metrics))
 
 
 def _print_epoch(m: dict) -> None:

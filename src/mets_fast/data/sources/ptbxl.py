@@ -11,9 +11,12 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .reports import clean_report
+from ..preprocess import DEFAULT_SETTINGS, Settings
+from ..reports import clean_report
+from .items import Item, Source
+from .wfdb import read_many
 
-FAMILIES = ("superclass", "subclass", "form", "rhythm")
+SETTINGS = DEFAULT_SETTINGS  # 100 Hz (records100), 10 s, the 12 leads, 50 Hz notch (Germany)
 
 # The METS zero-shot tasks: a balanced single-label test set per task (Li et al. 2023).
 ZERO_SHOT_TASKS = {
@@ -182,3 +185,25 @@ def _parse_codes(text) -> dict:
     if not isinstance(value, dict):
         raise ValueError(f"scp_codes must be a dict, got {text!r}")
     return value
+
+
+def source(settings: Settings, root, *, seed: int = 0, workers: int = 1,
+           rate: int | None = None) -> Source:
+    """The PTB-XL data set at `root` (see :func:`ptbxl_source`)."""
+    meta = read_ptbxl(root)
+    return Source(ptbxl_source(Path(root), meta, settings, rate, workers), len(meta),
+                  {"source": "ptbxl", "seed": seed})
+
+
+def ptbxl_source(root: Path, meta: pd.DataFrame, settings: Settings, rate: int | None,
+                 workers: int):
+    """The records of `meta` (read_ptbxl's table of the data set at `root`)."""
+    rate = rate or (500 if settings.fs > 100 else 100)
+    column = {100: "filename_lr", 500: "filename_hr"}[rate]
+    tasks = [(str(root / f), settings.fs, settings.leads, settings.samples) for f in meta[column]]
+    keep = ["id", "patient", "report", "report_clean", "split", "source", "superclass",
+            "subclass", "form", "rhythm", "strat_fold"]
+    rows = meta[keep].to_dict("records")
+    for row, read in zip(rows, read_many(tasks, workers)):
+        yield Item(read.signal, row, read.mask, read.length) if read.error is None else \
+            Item(None, {"id": row["id"], "skip": read.error})

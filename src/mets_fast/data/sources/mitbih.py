@@ -11,9 +11,17 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..signal import segment_beats, to_samples
-from .records import Record, read_record
-from .splits import split_groups
+from ...signal import resampled_length, segment_beats, to_samples
+from ..preprocess import DEFAULT_SETTINGS, Settings
+from ..records import Record, read_record, select_leads
+from ..splits import split_groups
+from ..store import LABEL_COLUMNS, store_row
+from .items import Item, Source, skipped
+
+# Windows of 3 s centred on each beat, so the previous and the next beat are in view
+# (prematurity is a matter of RR intervals); the notch is 60 Hz (the records are American; at
+# 100 Hz it falls above Nyquist anyway and is skipped).
+SETTINGS = DEFAULT_SETTINGS._replace(seconds=3.0, powerline=60.0)
 
 # METS's five beat classes (N normal, L left and R right bundle branch block, A atrial and
 # V ventricular premature beats); other beats have none.
@@ -25,12 +33,6 @@ METS_CLASS_NAMES = {"N": "normal beat", "L": "left bundle branch block beat",
 AAMI_CLASSES = {**dict.fromkeys("NLRej", "N"), **dict.fromkeys("AaJS", "S"),
                 **dict.fromkeys("VE", "V"), "F": "F", **dict.fromkeys("/fQ", "Q")}
 BEAT_SYMBOLS = frozenset("NLRBAaJSVrFejnE/fQ?")
-
-# de Chazal et al. (2004)'s inter-patient split (paced records 102, 104, 107, 217 left out).
-DS1 = ("101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124", "201",
-       "203", "205", "207", "208", "209", "215", "220", "223", "230")
-DS2 = ("100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210", "212", "213",
-       "214", "219", "221", "222", "228", "231", "232", "233", "234")
 
 RHYTHMS = {  # annotation -> (report statement, PTB-XL rhythm code or None)
     "(N": ("sinus rhythm", "SR"), "(SBR": ("sinus bradycardia", "SBRAD"),
@@ -204,22 +206,35 @@ def beat_windows(rec: MitbihRecord, samples: int, symbols: str | None = None,
     Returns ``BeatWindows(windows (n, leads, samples) float32, labels (METS class or None),
     centres (samples), symbols)`` in the record's order."""
     _check_record(rec, "beat_windows")
-    half = samples // 2
-    n = rec.record.signal.shape[1]
     keep = rec.beats[rec.beats["symbol"].isin(list(symbols))] if symbols is not None else \
         rec.beats[rec.beats["mets"].notna()]
-    keep = keep[(keep["sample"] - half >= 0) & (keep["sample"] - half + samples <= n)]
+    keep = whole_windows(keep, samples, rec.record.signal.shape[1])
     if per_symbol is not None:
         rng = np.random.default_rng(seed)
         chosen = [rng.choice(g.index, size=min(per_symbol, len(g)), replace=False)
                   for _, g in keep.groupby("symbol", sort=True)]
         keep = keep.loc[np.sort(np.concatenate(chosen))] if chosen else keep.iloc[:0]
     centres = keep["sample"].to_numpy()
-    fs = rec.record.fs  # the cut is segment_beats', in seconds that round back to these samples
-    cut = segment_beats(rec.record.signal, fs, centres, before=half / fs,
-                        after=(samples - half) / fs, nan_policy="interpolate")
-    return BeatWindows(cut.beats.astype(np.float32, copy=False), keep["mets"].to_numpy(),
+    return BeatWindows(centred_windows(rec, centres, samples), keep["mets"].to_numpy(),
                        centres, keep["symbol"].to_numpy())
+
+
+def whole_windows(beats: pd.DataFrame, samples: int, n: int) -> pd.DataFrame:
+    """The `beats` (a ``beats`` table) far enough from both ends of an `n`-sample record for a
+    whole window of `samples` centred on them."""
+    half = samples // 2
+    return beats[(beats["sample"] - half >= 0) & (beats["sample"] - half + samples <= n)]
+
+
+def centred_windows(rec: MitbihRecord, centres, samples: int) -> np.ndarray:
+    """Windows ``(len(centres), leads, samples)`` float32 of the record centred on the sample
+    positions `centres` (each from ``centre - samples // 2``): where every MIT-BIH window is cut.
+    Centres must lie inside :func:`whole_windows`."""
+    half = samples // 2
+    fs = rec.record.fs  # the cut is segment_beats', in seconds that round back to these samples
+    cut = segment_beats(rec.record.signal, fs, np.asarray(centres), before=half / fs,
+                        after=(samples - half) / fs, nan_policy="interpolate")
+    return cut.beats.astype(np.float32, copy=False)
 
 
 def beat_report(rec: MitbihRecord, centre: int, symbol: str) -> str:
@@ -281,3 +296,116 @@ def split_records(names, seed: int = 0, fractions=(0.7, 0.1, 0.2)) -> dict:
     reproducibly with `seed` (:func:`~mets_fast.data.splits.split_groups`)."""
     names = sorted(names)
     return dict(zip(names, split_groups(names, fractions, seed)))
+
+
+def source(settings: Settings, root, *, seed: int = 0, step: float | None = None,
+           windows: str = "beats") -> Source:
+    """The MIT-BIH-format records under `root`, windowed (see :func:`mitbih_source`)."""
+    headers = mitbih_headers(root)
+    if windows == "beats":
+        n_max = sum(min(k, PER_SYMBOL) for h in headers
+                    for s, k in beat_symbols(h).items() if s in BEAT_SYMBOLS)
+    else:
+        n_max = sum(count_windows(h, settings, step) for h in headers)
+    return Source(mitbih_source(Path(root), settings, seed, step, windows), n_max,
+                  {"source": "mitbih", "seed": seed, "windows": windows})
+
+
+MITBIH_WINDOWS = ("beats", "consecutive")
+PER_SYMBOL = 300  # beat-centred windows kept per annotation symbol and record
+
+
+def mitbih_source(root: Path, settings: Settings, seed: int, step: float | None = None,
+                  windows: str = "beats", per_symbol: int = PER_SYMBOL):
+    """MIT-BIH-format records (a ``.hea``/``.dat``/``.atr`` triple each) under `root`, split by
+    record: validation records drawn (:func:`~mets_fast.data.mitbih.validation_records`) so
+    that every METS beat class has beats on both sides where the records allow; the rest
+    train (unseen patients are the test: there is no test split).
+
+    `windows`: ``"beats"`` (the default, what the trainer uses): a window of
+    ``settings.seconds`` centred on each beat, at most `per_symbol` beats of each annotation
+    symbol per record (seeded), reported by its centre beat and rhythm
+    (:func:`~mets_fast.data.mitbih.beat_report`), and labelled with its centre beat's METS
+    class (column ``beat``: a list of one class, or empty); ``"consecutive"``: back-to-back windows (every `step` seconds)
+    with reports of everything annotated in them (:func:`~mets_fast.data.mitbih.mitbih_windows`).
+    """
+    if windows not in MITBIH_WINDOWS:
+        raise ValueError(f"windows must be one of {MITBIH_WINDOWS}, got {windows!r}")
+    headers = mitbih_headers(root)
+    held_out = set(mitbih_validation(headers, seed))
+    for header in headers:
+        name = header.stem
+        try:
+            rec = read_mitbih(header.with_suffix(""), fs=settings.fs)
+        except (OSError, ValueError) as exc:
+            yield skipped(f"mitbih-{name}", exc)
+            continue
+        split = "val" if name in held_out else "train"
+        if windows == "beats":
+            cut = beat_windows(rec, settings.samples, symbols="".join(sorted(BEAT_SYMBOLS)),
+                               per_symbol=per_symbol, seed=seed)
+            signals, mask = select_leads(cut.windows, rec.record.leads, settings.leads)
+            for k, (centre, symbol, label) in enumerate(zip(cut.centres, cut.symbols,
+                                                             cut.labels)):
+                yield Item(signals[k], store_row(
+                    f"mitbih-{name}-{int(centre)}", beat_report(rec, int(centre), symbol),
+                    split, "mitbih", **beat_labels(rec, int(centre), symbol), patient=name,
+                    beat=[label] if isinstance(label, str) else [],
+                    start=int(centre) - settings.samples // 2), mask)
+        else:
+            cut, meta = mitbih_windows(rec, settings.seconds, step)
+            signals, mask = select_leads(cut, rec.record.leads, settings.leads)
+            for k, row in enumerate(meta.to_dict("records")):
+                yield Item(signals[k], store_row(
+                    f"mitbih-{name}-{row['start']}", row["report"], split, "mitbih",
+                    **{f: row[f] for f in LABEL_COLUMNS}, patient=name, start=row["start"]),
+                    mask)
+
+
+def mitbih_headers(root: Path) -> list:
+    """The headers of the MIT-BIH-format records under `root` (those with annotations)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"MIT-BIH folder not found: {root}")
+    headers = [h for h in sorted(root.glob("*.hea")) if h.with_suffix(".atr").is_file()]
+    if not headers:
+        raise FileNotFoundError(f"{root} holds no MIT-BIH records (a .hea with its .atr)")
+    return headers
+
+
+def mitbih_validation(headers: list, seed: int) -> list:
+    """The records :func:`mitbih_source` holds out for validation (by their annotations)."""
+    counts = {}
+    for h in headers:
+        classes: Counter = Counter()
+        for symbol, k in beat_symbols(h).items():
+            if symbol in METS_CLASSES:
+                classes[symbol] += k
+        counts[h.stem] = classes
+    return validation_records(counts, seed=seed)
+
+
+def beat_symbols(header: Path) -> Counter:
+    """Beats per annotation symbol of a record, from its annotations alone."""
+    import wfdb
+
+    try:
+        symbols = wfdb.rdann(str(header.with_suffix("")), "atr").symbol
+    except Exception:  # the reader reports the bad record when it gets there
+        return Counter()
+    return Counter(s for s in symbols if s in BEAT_SYMBOLS)
+
+
+def count_windows(header: Path, settings: Settings, step: float | None) -> int:
+    """Windows a MIT-BIH record will give, from its header alone (the length the reader will
+    produce, resampled)."""
+    import wfdb
+
+    try:
+        h = wfdb.rdheader(str(header.with_suffix("")))
+    except Exception:  # the reader reports the bad record when it gets there
+        return 0
+    n = resampled_length(h.sig_len, h.fs, settings.fs)
+    width = settings.samples
+    hop = to_samples(step or settings.seconds, settings.fs)
+    return max(0, (n - width) // hop + 1)

@@ -20,11 +20,15 @@ import numba
 import numpy as np
 import pandas as pd
 
-from ..signal import to_samples
-from .records import STANDARD_LEADS
-from .splits import split_groups
-from .store import REQUIRED_COLUMNS, store_row
-from .tasks import ZeroShotTask
+from ...signal import to_samples
+from ..preprocess import DEFAULT_SETTINGS, Settings
+from ..records import STANDARD_LEADS
+from ..splits import split_groups
+from ..store import REQUIRED_COLUMNS, store_row
+from .items import Item, Source
+
+SETTINGS = DEFAULT_SETTINGS  # 100 Hz, 10 s, the 12 leads, 50 Hz notch (the rendered mains)
+CORPUS_SIZE = 10000  # ECGs of the corpus unless told otherwise (the default run's)
 
 # Lead vectors in (left, inferior, anterior) coordinates: limb leads in the frontal plane at their
 # hexaxial angles, chest leads around the horizontal plane from V1 (right, anterior) to V6 (left).
@@ -108,9 +112,10 @@ _EXCLUSIVE = {frozenset(p) for p in (
 )}
 _SINUS = {"normal sinus rhythm", "sinus tachycardia", "sinus bradycardia", "sinus arrhythmia"}
 
-# Zero-shot tasks of the corpus: rhythms by their PTB-XL descriptions; superclasses (which
+# The classes the corpus is scored on (the zero-shot task registry, evaluation/tasks.py, makes
+# its tasks of them): rhythms by their PTB-XL descriptions; superclasses (which
 # scp_statements.csv does not describe) by the names PTB-XL's paper gives them and, as a prompt
-# ensemble, by the subclasses PTB-XL files under each (SUPERCLASS_DESCRIPTIONS).
+# ensemble, by the subclasses PTB-XL files under each.
 SUPERCLASS_DESCRIPTIONS = {
     "NORM": ("normal ECG",),
     "CD": ("conduction disturbance", "bundle branch block", "atrioventricular block"),
@@ -119,13 +124,10 @@ SUPERCLASS_DESCRIPTIONS = {
     "HYP": ("hypertrophy", "left ventricular hypertrophy", "right ventricular hypertrophy"),
     "STTC": ("ST/T change", "non-specific ST changes", "ischemic ST-T changes"),
 }
-SYNTHETIC_TASKS = {
-    "synthetic_rhythm": ZeroShotTask("rhythm", "rhythm", {
-        "SR": ("sinus rhythm",), "AFIB": ("atrial fibrillation",), "AFLT": ("atrial flutter",),
-        "STACH": ("sinus tachycardia",), "SBRAD": ("sinus bradycardia",),
-        "SARRH": ("sinus arrhythmia",)}),
-    "synthetic_superclass": ZeroShotTask("superclass", "diagnostic", SUPERCLASS_DESCRIPTIONS),
-}
+RHYTHM_DESCRIPTIONS = {
+    "SR": ("sinus rhythm",), "AFIB": ("atrial fibrillation",), "AFLT": ("atrial flutter",),
+    "STACH": ("sinus tachycardia",), "SBRAD": ("sinus bradycardia",),
+    "SARRH": ("sinus arrhythmia",)}
 
 
 class Corpus(NamedTuple):
@@ -161,6 +163,23 @@ def synthetic_batches(n: int, seed: int = 0, fs: float = 100.0, seconds: float =
     splits = split_groups(np.arange(n), split, seed=[seed, 2**31])
     for start in range(0, n, batch):
         yield _render_range(start, min(n, start + batch), splits, seed, fs, seconds)
+
+
+def source(settings: Settings, n: int = CORPUS_SIZE, *, seed: int = 0) -> Source:
+    """`n` ECGs of the corpus rendered at the settings' rate and length, in the settings'
+    leads (which must be among the 12 standard ones)."""
+    unknown = [x for x in settings.leads if x not in STANDARD_LEADS]
+    if unknown:
+        raise ValueError(f"the synthetic corpus has the 12 standard leads "
+                         f"{list(STANDARD_LEADS)}; {unknown} are not among them")
+    index = [STANDARD_LEADS.index(x) for x in settings.leads]
+
+    def items():
+        for part in synthetic_batches(n, seed=seed, fs=settings.fs, seconds=settings.seconds):
+            for k, row in enumerate(part.meta.to_dict("records")):
+                yield Item(part.signals[k, index], row)
+
+    return Source(items(), n, {"source": "synthetic", "seed": seed})
 
 
 def _check_corpus_args(n, fs, seconds) -> None:

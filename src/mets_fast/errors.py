@@ -1,0 +1,50 @@
+"""How the command-line programs fail: one line ``error: <message>`` on standard error, never a
+traceback, and an exit code that says whose mistake it was: 2 for arguments the user got wrong
+(:class:`UsageError`, as argparse itself exits), 1 for data or files that cannot be used."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+
+class UsageError(ValueError):
+    """A flag or argument the user got wrong (exit code 2)."""
+
+
+# What a command may raise on bad input or bad files; anything else is a bug and keeps its
+# traceback.
+EXPECTED = (ValueError, TypeError, OSError)
+
+
+def run_cli(body: Callable[[], int | None], expected: tuple = EXPECTED,
+            interrupted: str | None = None) -> int:
+    """Runs a command's `body` and returns its exit code: 0 (or what it returns), 2 after a
+    :class:`UsageError`, 1 after another `expected` error; each printed as one line.  With
+    `interrupted`, Ctrl-C prints that line and returns 130 (else it propagates)."""
+    try:
+        return body() or 0
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except expected as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        if interrupted is None:
+            raise
+        print(f"\n{interrupted}", file=sys.stderr)
+        return 130
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: a whole number of at least 1 (``--threads``, ``--workers``)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value

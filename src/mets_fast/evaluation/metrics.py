@@ -1,0 +1,57 @@
+"""The numbers an evaluation reports: single-label classification metrics (METS's four and
+MERL's AUROC), multi-label macro AUROC, and retrieval recall; scikit-learn computes what it can."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def classification_metrics(labels: np.ndarray, proba: np.ndarray, n_classes: int) -> dict:
+    """Single-label metrics of class probabilities ``(N, C)`` against true class indices:
+    ``accuracy``; ``precision``, ``recall``, ``f1`` (macro averages over the classes that
+    occur in `labels` or in the predictions, as scikit-learn computes them; METS's four);
+    ``auroc`` (macro one-vs-rest over the classes present in `labels`, MERL's; NaN when fewer
+    than two are); ``n``; and ``confusion`` (rows: true class, columns: predicted)."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
+
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(labels) == 0:
+        raise ValueError("no labelled ECGs to evaluate")
+    predicted = proba.argmax(1)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels, predicted, average="macro", zero_division=0)
+    present = np.unique(labels)
+    aurocs = [roc_auc_score(labels == c, proba[:, c]) for c in present] if len(present) > 1 \
+        else []
+    confusion = confusion_matrix(labels, predicted, labels=np.arange(n_classes))
+    return {"accuracy": float((predicted == labels).mean()), "precision": float(precision),
+            "recall": float(recall), "f1": float(f1),
+            "auroc": float(np.mean(aurocs)) if aurocs else float("nan"), "n": int(len(labels)),
+            "confusion": confusion.tolist()}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def multilabel_auroc(scores: np.ndarray, targets: np.ndarray) -> dict:
+    """Macro one-vs-rest AUROC of multi-label 0/1 `targets` ``(n, C)`` ranked by `scores`
+    ``(n, C)``; classes with no positive or no negative ECG are left out of the mean
+    (``classes`` counts those kept)."""
+    from sklearn.metrics import roc_auc_score
+
+    kept = [c for c in range(targets.shape[1]) if 0 < targets[:, c].sum() < len(targets)]
+    aurocs = [roc_auc_score(targets[:, c], scores[:, c]) for c in kept]
+    return {"auroc": float(np.mean(aurocs)) if aurocs else float("nan"), "classes": len(kept),
+            "n": int(len(targets))}
+
+
+def hit_rates(found: np.ndarray, own: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict:
+    """``{"recall@k": share of queries whose own item (`own`, ``(Q,)``) is among their first k
+    results}`` for each k, `found` being the ranked ids ``(Q, >= max(ks))``."""
+    hits = found == np.asarray(own)[:, None]
+    return {f"recall@{k}": float(hits[:, :k].any(1).mean()) for k in ks}
