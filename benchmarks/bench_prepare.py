@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import table, write_results  # noqa: E402
 
 from mets_fast.data.records import STANDARD_LEADS  # noqa: E402
-from mets_fast.data.synthetic import synthetic_corpus  # noqa: E402
+from mets_fast.data.sources.synthetic import synthetic_corpus  # noqa: E402
 from mets_fast.prepare import main as prepare_main  # noqa: E402
 
 STATEMENTS = """,description,diagnostic,form,rhythm,diagnostic_class,diagnostic_subclass

@@ -53,7 +53,7 @@ def scale(n: int, repeats: int, seed: int = 0) -> list:
     import faiss
     from threadpoolctl import threadpool_limits
 
-    from mets_fast.index import ReportIndex, recall_at_k
+    from mets_fast.retrieval.index import EmbeddingIndex, recall_at_k
 
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((3000, D))
@@ -64,7 +64,7 @@ def scale(n: int, repeats: int, seed: int = 0) -> list:
     for kind, params in (("flat", {}), ("ivf", {}), ("hnsw", {"m": 32, "ef_construction": 40,
                                                               "ef_search": 48})):
         began = time.perf_counter()
-        builds[kind] = ReportIndex.build(x, kind=kind, **params)
+        builds[kind] = EmbeddingIndex.build(x, kind=kind, **params)
         builds[kind].build_s = time.perf_counter() - began
         print(f"  n={n}: built {kind} in {builds[kind].build_s:.1f} s {builds[kind].params}",
               flush=True)
@@ -119,7 +119,7 @@ def end_to_end(model_dir: str | None, repeats: int) -> list:
 
     import mets_fast
     from mets_fast.data.records import read_record
-    from mets_fast.index import ReportIndex
+    from mets_fast.retrieval.index import EmbeddingIndex
     from mets_fast.model import METSModel
 
     if model_dir:
@@ -130,7 +130,7 @@ def end_to_end(model_dir: str | None, repeats: int) -> list:
     rng = np.random.default_rng(1)
     centres = rng.standard_normal((3000, model.embed_dim))
     gallery = clustered(100_000, rng, centres / np.linalg.norm(centres, axis=1, keepdims=True))
-    index = ReportIndex.build(gallery, [f"report {i}" for i in range(len(gallery))])
+    index = EmbeddingIndex.build(gallery, [f"report {i}" for i in range(len(gallery))])
     records = [p.with_suffix("") for p in (shared_data("ptbxl/records100/00000/00001_lr.hea"),
                                            shared_data("ptbdb/s0010_re.hea")) if p is not None]
     if not records:

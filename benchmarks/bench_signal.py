@@ -41,7 +41,7 @@ def load_mitdb(folder: Path, names=None):
     """{record: (leads, fs, reference beats, ventricular flutter intervals)} from the data
     layer's MIT-BIH reader; `leads` holds MLII first, then the record's other lead (V1 in most
     records, V2, V4 or V5 in a few)."""
-    from mets_fast.data.mitbih import qrs_reference, read_mitbih
+    from mets_fast.data.sources.mitbih import qrs_reference, read_mitbih
 
     records = {}
     for header in sorted(folder.glob("*.hea")):

@@ -36,7 +36,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import median_times, table, write_results  # noqa: E402
 
 from mets_fast.data import ECGStore  # noqa: E402
-from mets_fast.data.prepared import DataSpec, prepared_store  # noqa: E402
+from mets_fast.data.cache import prepared_store  # noqa: E402
+from mets_fast.data.spec import DataSpec  # noqa: E402
 from mets_fast.data.preprocess import store_settings  # noqa: E402
 from mets_fast.loss import reference_contrastive_loss  # noqa: E402
 from mets_fast.model import METSModel  # noqa: E402

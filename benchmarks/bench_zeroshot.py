@@ -38,7 +38,8 @@ CLASSES = ["sinus rhythm", "atrial fibrillation", "atrial flutter", "sinus tachy
 def setup(model_dir: str | None, cache: Path):
     import mets_fast
     from mets_fast.data import ECGStore
-    from mets_fast.data.prepared import DataSpec, prepared_store
+    from mets_fast.data.cache import prepared_store
+    from mets_fast.data.spec import DataSpec
     from mets_fast.data.preprocess import store_settings
     from mets_fast.model import METSModel
     from mets_fast.text import FrozenTextEncoder
@@ -50,16 +51,14 @@ def setup(model_dir: str | None, cache: Path):
     else:  # an untrained model of the default architecture: the same work per ECG
         torch.manual_seed(0)
         lm = FrozenTextEncoder(cache_dir=cache / "text")
-        text = {"model": "default", "identity": lm.identity, "pooling": lm.pooling,
-                "template": lm.template, "max_length": lm.max_length, "dtype": lm.dtype}
-        model = METSModel(lm.dim, 128, store_settings(store), text=text).eval()
+        model = METSModel(lm.dim, 128, store_settings(store), text=lm.text_space).eval()
         model._text_encoder = lm
     return model, store
 
 
 def naive_scores(model, lm, ecgs: np.ndarray) -> np.ndarray:
     """Peer code: prompts through the language model at every call, eager similarity."""
-    from mets_fast.zeroshot import TEMPLATES
+    from mets_fast.evaluation.zeroshot import TEMPLATES
 
     prompts = [TEMPLATES["rhythm"].format(c) for c in CLASSES]
     tokens = lm.tokenizer(prompts, padding=True, return_tensors="pt")
@@ -99,7 +98,7 @@ def main() -> None:
                                         "same shape, which costs the same)")
     args = parser.parse_args()
     from mets_fast.data.records import read_record
-    from mets_fast.zeroshot import ZeroShotClassifier
+    from mets_fast.evaluation.zeroshot import ZeroShotClassifier
 
     cache = Path(os.environ.get("METS_FAST_CACHE") or tempfile.mkdtemp(prefix="bench_zs-"))
     model, store = setup(args.model, cache)

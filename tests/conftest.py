@@ -63,7 +63,7 @@ def make_ecg():
 def mitdb(shared_data):
     """The shared MIT-BIH DS1 records: {name: (MLII signal, fs, reference beats, ventricular
     flutter intervals)}; lead MLII chosen by name (record 114 stores it second)."""
-    from mets_fast.data.mitbih import qrs_reference, read_mitbih
+    from mets_fast.data.sources.mitbih import qrs_reference, read_mitbih
 
     root = shared_data / "mitdb-ds1"
     if not root.is_dir():

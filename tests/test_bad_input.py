@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mets_fast.data import ECGStore, StoreWriter, read_record
-from mets_fast.data.mitbih import beat_windows, mitbih_windows
+from mets_fast.data.sources.mitbih import beat_windows, mitbih_windows
 from mets_fast.loss import ContrastiveLoss, contrastive_loss
 from mets_fast.prepare import main as prepare_main
 

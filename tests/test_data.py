@@ -23,15 +23,16 @@ from mets_fast.data import (
     synthetic_corpus,
     zero_shot_set,
 )
-from mets_fast.data.mitbih import (
+from mets_fast.data.sources.mitbih import (
     beat_windows,
     mitbih_windows,
     read_mitbih,
     split_records,
     window_report,
 )
-from mets_fast.data.ptbxl import multilabel_test
-from mets_fast.data.synthetic import CONDITIONS, SYNTHETIC_TASKS
+from mets_fast.data.sources.ptbxl import multilabel_test
+from mets_fast.data.sources.synthetic import CONDITIONS
+from mets_fast.evaluation.tasks import builtin_tasks
 from mets_fast.prepare import main as prepare_main
 from mets_fast.signal import detect_rpeaks, heart_rate
 
@@ -332,7 +333,7 @@ def test_synthetic_corpus_shapes_determinism_and_labels():
     seen = {c for cs in meta["conditions"] for c in cs}
     assert seen == set(CONDITIONS) and len(seen) >= 12
     assert set(meta["split"]) == {"train", "val", "test"}
-    for task in SYNTHETIC_TASKS.values():
+    for task in (builtin_tasks()[t] for t in ("synthetic_rhythm", "synthetic_superclass")):
         single = meta[meta[task.family].map(len) == 1][task.family].map(lambda x: x[0])
         counts = single.value_counts()
         assert all(counts.get(c, 0) >= 15 for c in task.classes), (task.family, counts.to_dict())
@@ -439,11 +440,11 @@ def test_interrupted_write_leaves_nothing(tmp_path):
 def test_interrupted_prepare_process_leaves_no_store(tmp_path):
     """A prepare run killed half-way (here: by a failing record source) leaves no store."""
     code = ("import sys, numpy as np; from mets_fast import prepare as p\n"
-            "from mets_fast.data import build\n"
+            "from mets_fast.data.sources import Item, wfdb\n"
             "def bad(*a, **k):\n"
-            "    yield build.Item(np.zeros((12, 1000), np.float32), {})\n"
+            "    yield Item(np.zeros((12, 1000), np.float32), {})\n"
             "    raise SystemExit(3)\n"
-            "build.wfdb_source = bad\n"
+            "wfdb.wfdb_source = bad\n"
             f"p.main(['wfdb', 'x', '--out', r'{tmp_path / 'out'}', '--quiet'])\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True)
     assert result.returncode == 3

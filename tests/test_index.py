@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-import mets_fast.index as index_module
+import mets_fast.retrieval.index as index_module
 from mets_fast.embed import main as embed_main
-from mets_fast.embed import model_id
-from mets_fast.index import ReportIndex, recall_at_k
+from mets_fast.evaluation.evaluate import report_retrieval
 from mets_fast.index import main as index_main
+from mets_fast.retrieval import EmbeddingIndex, model_id
+from mets_fast.retrieval.index import recall_at_k
 from mets_fast.retrieve import main as retrieve_main
 from mets_fast.train import main as train_main
-from mets_fast.zeroshot import retrieval_recall
 
 
 def clustered(n, d=16, centres=50, seed=0, noise=0.3):
@@ -35,14 +35,14 @@ def brute_force(x, q, k):
 def test_flat_index_is_exact_and_round_trips(tmp_path):
     x, q = clustered(700, seed=1), clustered(40, seed=2)
     texts = [f"report {i}" for i in range(len(x))]
-    index = ReportIndex.build(x, texts, model_id="m1")
+    index = EmbeddingIndex.build(x, texts, model_id="m1")
     assert index.kind == "flat" and len(index) == 700 and index.dim == 16
     scores, ids = index.search(q, 10)
     want_scores, want_ids = brute_force(x, q, 10)
     np.testing.assert_allclose(scores, want_scores, atol=1e-5)
     assert recall_at_k(ids, want_ids) == 1.0
     index.save(tmp_path / "idx")
-    loaded = ReportIndex.load(tmp_path / "idx", model_id="m1")
+    loaded = EmbeddingIndex.load(tmp_path / "idx", model_id="m1")
     again = loaded.search(q, 10)
     np.testing.assert_array_equal(again[1], ids)
     np.testing.assert_array_equal(again[0], scores)
@@ -52,7 +52,7 @@ def test_flat_index_is_exact_and_round_trips(tmp_path):
 
 def test_add_continues_ids_and_save_replaces_the_index_there(tmp_path):
     x = clustered(300, seed=3)
-    index = ReportIndex.build(x[:200], [str(i) for i in range(200)])
+    index = EmbeddingIndex.build(x[:200], [str(i) for i in range(200)])
     index.add(x[200:], [str(i) for i in range(200, 300)])
     _, ids = index.search(x[250:251], 1)
     assert ids[0, 0] == 250
@@ -62,18 +62,18 @@ def test_add_continues_ids_and_save_replaces_the_index_there(tmp_path):
     (tmp_path / "idx" / "notes.txt").write_text("mine")
     index.save(tmp_path / "idx")
     first = set(p.name for p in (tmp_path / "idx").iterdir())
-    ReportIndex.build(x[:50]).save(tmp_path / "idx")
+    EmbeddingIndex.build(x[:50]).save(tmp_path / "idx")
     files = set(p.name for p in (tmp_path / "idx").iterdir())
     assert "notes.txt" in files and len(files) == len(first) - 1  # texts gone with the old index
-    loaded = ReportIndex.load(tmp_path / "idx")
+    loaded = EmbeddingIndex.load(tmp_path / "idx")
     assert len(loaded) == 50 and loaded.texts is None
 
 
 def test_auto_kind_switches_at_the_threshold(monkeypatch):
     monkeypatch.setattr(index_module, "AUTO_EXACT_BELOW", 2000)
     x = clustered(2200, seed=4)  # new queries from the data's distribution: the last 200
-    assert ReportIndex.build(x[:1999]).kind == "flat"
-    ivf = ReportIndex.build(x[:2000])
+    assert EmbeddingIndex.build(x[:1999]).kind == "flat"
+    ivf = EmbeddingIndex.build(x[:2000])
     assert ivf.kind == "ivf" and 1 <= ivf.params["nprobe"] < ivf.params["nlist"]
     q = x[2000:]
     recall = recall_at_k(ivf.search(q, 10)[1], brute_force(x[:2000], q, 10)[1])
@@ -85,11 +85,11 @@ def test_auto_kind_switches_at_the_threshold(monkeypatch):
 def test_approximate_kinds_with_generous_parameters_find_the_true_neighbours(kind, params,
                                                                             tmp_path):
     x, q = clustered(2000, seed=6), clustered(50, seed=7)
-    index = ReportIndex.build(x, kind=kind, **params)
+    index = EmbeddingIndex.build(x, kind=kind, **params)
     recall = recall_at_k(index.search(q, 10)[1], brute_force(x, q, 10)[1])
     assert recall >= (1.0 if kind == "ivf" else 0.95)  # nprobe = nlist scans every list
     index.save(tmp_path / kind)
-    loaded = ReportIndex.load(tmp_path / kind)
+    loaded = EmbeddingIndex.load(tmp_path / kind)
     np.testing.assert_array_equal(loaded.search(q, 5)[1], index.search(q, 5)[1])
 
 
@@ -103,29 +103,29 @@ def test_approximate_kinds_with_generous_parameters_find_the_true_neighbours(kin
     (np.ones(16, np.float32), 3, ValueError, r"\(N, d\)"),
 ])
 def test_bad_queries_are_refused(queries, k, error, phrase):
-    index = ReportIndex.build(clustered(100))
+    index = EmbeddingIndex.build(clustered(100))
     with pytest.raises(error, match=phrase):
         index.search(queries, k)
 
 
 def test_bad_builds_and_loads(tmp_path):
     with pytest.raises(ValueError, match="3 texts for 4 vectors"):
-        ReportIndex.build(clustered(4), ["a", "b", "c"])
+        EmbeddingIndex.build(clustered(4), ["a", "b", "c"])
     with pytest.raises(ValueError, match="kind must be"):
-        ReportIndex.build(clustered(4), kind="lsh")
+        EmbeddingIndex.build(clustered(4), kind="lsh")
     with pytest.raises(TypeError, match="unknown parameter"):
-        ReportIndex.build(clustered(4), kind="flat", nprobe=3)
+        EmbeddingIndex.build(clustered(4), kind="flat", nprobe=3)
     with pytest.raises(ValueError, match="without texts"):
-        ReportIndex.build(clustered(10)).search_texts(clustered(1), 1)
-    ReportIndex.build(clustered(10), model_id="run-a").save(tmp_path / "i")
+        EmbeddingIndex.build(clustered(10)).search_texts(clustered(1), 1)
+    EmbeddingIndex.build(clustered(10), model_id="run-a").save(tmp_path / "i")
     with pytest.raises(ValueError, match="built by model 'run-a'"):
-        ReportIndex.load(tmp_path / "i", model_id="run-b")
+        EmbeddingIndex.load(tmp_path / "i", model_id="run-b")
     with pytest.raises(FileNotFoundError, match="no index"):
-        ReportIndex.load(tmp_path / "nothing")
+        EmbeddingIndex.load(tmp_path / "nothing")
     manifest = json.loads((tmp_path / "i" / "index.json").read_text())
     (tmp_path / "i" / "index.json").write_text(json.dumps({**manifest, "version": 7}))
     with pytest.raises(ValueError, match="version 7"):
-        ReportIndex.load(tmp_path / "i")
+        EmbeddingIndex.load(tmp_path / "i")
 
 
 # ------------------------------------------------------------------------------------ CLIs
@@ -144,7 +144,8 @@ def store(trained):
     from mets_fast.data import ECGStore
 
     args = json.loads((trained / "args.json").read_text())
-    from mets_fast.data.prepared import DataSpec, prepared_store
+    from mets_fast.data.cache import prepared_store
+    from mets_fast.data.spec import DataSpec
 
     return ECGStore.open(prepared_store(DataSpec("synthetic", None), n=args["corpus_size"]))
 
@@ -156,9 +157,9 @@ def test_index_build_retrieve_and_embed(trained, store, tmp_path, twelve_lead, c
                        str(reports), "--quiet"]) == 0
     assert index_main(["build", "--model", str(trained), "--store", str(store.path), "--out",
                        str(ecgs), "--ecgs", "--quiet"]) == 0
-    rep = ReportIndex.load(reports)
-    assert rep.contents == "reports" and len(rep) == store.meta["report_clean"].nunique()
-    assert ReportIndex.load(ecgs).contents == "ecgs" and len(ReportIndex.load(ecgs)) == len(store)
+    rep = EmbeddingIndex.load(reports)
+    assert rep.items == "reports" and len(rep) == store.meta["report_clean"].nunique()
+    assert EmbeddingIndex.load(ecgs).items == "ecgs" and len(EmbeddingIndex.load(ecgs)) == len(store)
     capsys.readouterr()
     assert retrieve_main(["--model", str(trained), "--index", str(reports), str(record), "-k",
                           "3", "--json"]) == 0
@@ -190,7 +191,7 @@ def test_index_build_retrieve_and_embed(trained, store, tmp_path, twelve_lead, c
 
 def test_retrieval_refusals(trained, store, tmp_path, capsys):
     other = tmp_path / "other"
-    ReportIndex.build(clustered(10, d=128), [str(i) for i in range(10)],
+    EmbeddingIndex.build(clustered(10, d=128), [str(i) for i in range(10)],
                       model_id="someone-else").save(other)
     assert retrieve_main(["--model", str(trained), "--index", str(other), "--text", "x"]) == 1
     assert "built by model 'someone-else'" in capsys.readouterr().err
@@ -226,6 +227,6 @@ def test_retrieval_recall_counts_own_report_hits(trained):
     with torch.no_grad():
         own = model.encode_texts(reports)
     model.embed_ecgs = lambda x, **kw: own  # an oracle encoder
-    r = retrieval_recall(model, ecgs, reports)
+    r = report_retrieval(model, ecgs, reports)
     assert r["recall@1"] == 1.0 and r["n"] == 4 and r["reports"] == 3
     assert model_id(model).startswith(model.run_id[:16])

@@ -241,7 +241,8 @@ def test_writers_of_one_target_never_share_a_temporary_name(tmp_path):
         assert first != second
         first.write_text("one")
         second.write_text("two")
-    assert target.read_text() == "two" and sorted(tmp_path.iterdir()) == [target]
+    # the inner writer commits first, the outer one last: each wrote its own whole file
+    assert target.read_text() == "one" and sorted(tmp_path.iterdir()) == [target]
 
 
 def test_a_failed_write_leaves_the_target_and_no_temporary(tmp_path):
@@ -302,3 +303,27 @@ def trained(tiny_lm, tmp_path_factory):
     assert main(["--preset", "smoke", "--corpus-size", "200", "--batch-size", "32",
                  "--lm", str(tiny_lm), "--out", str(out), "--quiet"]) == 0
     return out
+
+
+# ------------------------------------------------------------------------ the public face
+
+def test_the_readme_python_example_runs(trained, twelve_lead):
+    """The README's first Python example, run as written on a trained run and a record."""
+    text = (ROOT / "README.md").read_text()
+    example = text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "mets_fast.ZeroShotClassifier" in example and "EmbeddingIndex" in example
+    code = example.replace('"runs/mine"', repr(str(trained))).replace('"rec1"',
+                                                                       repr(str(twelve_lead[0])))
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["proba"].shape == (1, 2) and abs(scope["proba"].sum() - 1) < 1e-5
+    assert len(scope["hits"][0]) == 2 and scope["hits"][0][0][0] in scope["reports"]
+    assert scope["head"](__import__("torch").zeros(1, 12, 1000)).shape == (1, 5)
+
+
+def test_the_public_face_names_resolve():
+    import mets_fast
+
+    for name in mets_fast.__all__:
+        assert getattr(mets_fast, name) is not None
+    assert mets_fast.EmbeddingIndex.__module__ == "mets_fast.retrieval.index"

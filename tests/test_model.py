@@ -244,7 +244,7 @@ def test_text_encoder_rebuilt_from_the_config(tmp_path, tiny_lm):
     expected = F.normalize(loaded.text_projection(torch.from_numpy(
         encoder.encode(["sinus rhythm.", "atrial fibrillation."]))), dim=-1)
     torch.testing.assert_close(got, expected)
-    loaded.text["identity"] = "0" * 64
+    loaded.text_space = loaded.text_space._replace(identity="0" * 64)
     loaded._text_encoder = None
     with pytest.raises(ValueError, match="not the one this model was trained with"):
         loaded.text_encoder()

@@ -14,7 +14,7 @@ import torch
 
 import mets_fast
 from mets_fast.data import StoreWriter
-from mets_fast.data.prepared import parse_data
+from mets_fast.data.spec import parse_data
 from mets_fast.model import checkpoint
 from mets_fast.train import build_parser
 from mets_fast.train import main as train_main

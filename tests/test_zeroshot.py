@@ -12,16 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from mets_fast.data.preprocess import Settings
-from mets_fast.linear_probe import label_subset
+from mets_fast.evaluation.metrics import classification_metrics
+from mets_fast.evaluation.probe import label_subset
+from mets_fast.evaluation.tasks import evaluation_sets
+from mets_fast.evaluation.zeroshot import TEMPLATES, ZeroShotClassifier
 from mets_fast.linear_probe import main as probe_main
 from mets_fast.model import METSModel
 from mets_fast.train import main as train_main
-from mets_fast.zeroshot import (
-    TEMPLATES,
-    ZeroShotClassifier,
-    classification_metrics,
-    evaluation_sets,
-)
 from mets_fast.zeroshot import main as zeroshot_main
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import UsageError, positive_int, run_cli
+from .errors import UsageError, add_run_flags, command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,14 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("records", nargs="*", metavar="RECORD",
                         help="WFDB records to embed (one vector per record)")
     parser.add_argument("--out", required=True, help="the .npy file to write (N, d) float32")
-    parser.add_argument("--threads", type=positive_int, help="threads (default: all cores)")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_run_flags(parser)
     return parser
-
-
-def main(argv: list | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: _run(args))
 
 
 def _run(args) -> int:
@@ -57,6 +51,8 @@ def _run(args) -> int:
         print(f"{emb.shape[0]} embeddings of {emb.shape[1]} written to {path}", file=sys.stderr)
     return 0
 
+
+main = command(build_parser, _run)
 
 if __name__ == "__main__":
     sys.exit(main())

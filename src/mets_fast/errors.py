@@ -4,6 +4,7 @@ traceback, and an exit code that says whose mistake it was: 2 for arguments the 
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Callable
 
@@ -37,10 +38,29 @@ def run_cli(body: Callable[[], int | None], expected: tuple = EXPECTED,
         return 130
 
 
+def command(build_parser: Callable[[], argparse.ArgumentParser],
+            run: Callable[[argparse.Namespace], int | None],
+            **options) -> Callable[[list | None], int]:
+    """A command's ``main(argv=None)``: the arguments parsed by ``build_parser()``, then
+    ``run(args)`` through :func:`run_cli` (with its `options`)."""
+
+    def main(argv: list | None = None) -> int:
+        args = build_parser().parse_args(argv)
+        return run_cli(lambda: run(args), **options)
+
+    return main
+
+
+def add_run_flags(parser: argparse.ArgumentParser, quiet: bool = True) -> None:
+    """The flags every command shares: ``--threads`` (:func:`~mets_fast.threads.set_threads`)
+    and, with `quiet`, ``--quiet``."""
+    parser.add_argument("--threads", type=positive_int, help="threads (default: all cores)")
+    if quiet:
+        parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
 def positive_int(text: str) -> int:
     """An argparse ``type``: a whole number of at least 1 (``--threads``, ``--workers``)."""
-    import argparse
-
     try:
         value = int(text)
     except ValueError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import UsageError, positive_int, run_cli
+from .errors import UsageError, add_run_flags, command
 from .retrieval.index import KINDS
 
 
@@ -29,14 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", required=True, help="index directory (new or existing)")
     build.add_argument("--kind", choices=KINDS, default="auto",
                        help="auto (exact below 200,000 vectors, IVF above), flat, ivf, hnsw")
-    build.add_argument("--threads", type=positive_int, help="threads (default: all cores)")
-    build.add_argument("--quiet", action="store_true", help="no progress output")
+    add_run_flags(build)
     return parser
-
-
-def main(argv: list | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: _run(args))
 
 
 def _run(args) -> int:
@@ -61,6 +55,8 @@ def _run(args) -> int:
               file=sys.stderr)
     return 0
 
+
+main = command(build_parser, _run)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import UsageError, positive_int, run_cli
+from .errors import UsageError, add_run_flags, command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,14 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="write linear_probe.json here")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the label subsets and of the random encoder (0)")
-    parser.add_argument("--threads", type=positive_int, help="threads (default: all cores)")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_run_flags(parser)
     return parser
-
-
-def main(argv: list | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: _run(args))
 
 
 def _run(args) -> int:
@@ -67,6 +61,8 @@ def _run(args) -> int:
         print(f"written to {folder}/linear_probe.json")
     return 0
 
+
+main = command(build_parser, _run)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,7 +29,7 @@ from .data.preprocess import Settings
 from .data.records import standard_lead
 from .data.sources import SETTINGS, open_source
 from .data.sources.wfdb import read_reports_csv
-from .errors import UsageError, positive_int, run_cli
+from .errors import UsageError, command, positive_int
 from .signal._checks import MIN_FS
 
 
@@ -149,11 +149,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: _run(args))
-
-
 def _run(args) -> int:
     from .threads import set_threads
 
@@ -172,6 +167,8 @@ def _run(args) -> int:
         _print_summary(summary, args.out, settings)
     return 0
 
+
+main = command(build_parser, _run)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import UsageError, positive_int, run_cli
+from .errors import UsageError, add_run_flags, command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,13 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-k", type=int, default=5, help="results per query (5)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document on standard output and nothing else")
-    parser.add_argument("--threads", type=positive_int, help="threads (default: all cores)")
+    add_run_flags(parser, quiet=False)
     return parser
-
-
-def main(argv: list | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: _run(args))
 
 
 def _run(args) -> int:
@@ -64,6 +59,8 @@ def _run(args) -> int:
             print(f"  {rank:>2}. {hit['score']:.3f}  {hit['text']}")
     return 0
 
+
+main = command(build_parser, _run)
 
 if __name__ == "__main__":
     sys.exit(main())

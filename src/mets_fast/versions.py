@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from .jsonio import read_json
+
 
 def check_version(version, current: int, *, what: str, path: str | os.PathLike,
                   remake: str, readable: tuple | None = None) -> int:
@@ -30,3 +32,17 @@ def check_version(version, current: int, *, what: str, path: str | os.PathLike,
                          f"no longer reads (it reads {', '.join(map(str, readable))}): "
                          f"{remake}")
     return version
+
+
+def read_manifest(path: str | os.PathLike, fmt: str, current: int, *, what: str, remake: str,
+                  not_ours: str, readable: tuple | None = None) -> dict:
+    """The JSON object at `path` (a file the caller has found), checked: its ``format`` is
+    `fmt` (else ValueError `not_ours`, formatted with ``found``: the format it names) and its
+    ``version`` one this mets_fast reads (:func:`check_version`)."""
+    manifest = read_json(path)
+    found = manifest.get("format") if isinstance(manifest, dict) else None
+    if found != fmt:
+        raise ValueError(not_ours.format(found=found))
+    check_version(manifest.get("version"), current, what=what, path=path, remake=remake,
+                  readable=readable)
+    return manifest

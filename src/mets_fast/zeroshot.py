@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError, positive_int, run_cli
+from .errors import UsageError, add_run_flags, command
 from .evaluation.tasks import KINDS
 from .jsonio import dumps, read_json, write_json
 
@@ -47,14 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document on standard output and nothing else")
     parser.add_argument("--seed", type=int, default=0, help="seed of the balanced sets (0)")
-    parser.add_argument("--threads", type=positive_int, help="threads (default: all cores)")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_run_flags(parser)
     return parser
-
-
-def main(argv: list | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: _run(args))
 
 
 def _run(args) -> int:
@@ -152,6 +146,8 @@ def _evaluate_data(model, spec, args) -> dict:
             print(f"written to {folder}/zeroshot.json")
     return out
 
+
+main = command(build_parser, _run)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -26,8 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_file, commit_dir, stale_temporaries, temp_dir
-from ..jsonio import read_json
-from ..versions import check_version
+from ..versions import read_manifest
 from .splits import SPLITS
 
 FORMAT = "mets_fast.ecgstore"
@@ -75,12 +74,10 @@ class ECGStore:
         manifest_file = path / "manifest.json"
         if not manifest_file.is_file():
             raise FileNotFoundError(f"not an ECG store (no manifest.json): {path}")
-        manifest = read_json(manifest_file)
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            found = manifest.get("format") if isinstance(manifest, dict) else None
-            raise ValueError(f"{path} is not a mets_fast ECG store (format {found!r})")
-        check_version(manifest.get("version"), VERSION, what="store", path=manifest_file,
-                      remake="prepare the data again (python -m mets_fast.prepare)")
+        manifest = read_manifest(manifest_file, FORMAT, VERSION, what="store",
+                                 remake="prepare the data again (python -m mets_fast.prepare)",
+                                 not_ours=f"{path} is not a mets_fast ECG store (format "
+                                          f"{{found!r}})")
         for key in ("n", "leads", "samples", "fs", "dtype"):
             if key not in manifest:
                 raise ValueError(f"{manifest_file} lacks {key!r}: the manifest is damaged")

@@ -34,8 +34,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..atomic import commit_dir, link_or_copy, temp_dir
-from ..jsonio import read_json, write_json
-from ..versions import check_version
+from ..jsonio import write_json
+from ..versions import read_manifest
 from .mets import METSModel
 from .resnet1d import ResNet1d
 
@@ -129,13 +129,10 @@ def read_config(run_dir: str | os.PathLike) -> dict:
     if not path.is_file():
         raise ValueError(f"{run_dir} is not a mets_fast run directory (no {CONFIG}; a run is "
                          f"what `python -m mets_fast.train --out DIR` writes)")
-    config = read_json(path)
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ValueError(f"{run_dir} is not a mets_fast run directory ({CONFIG} has format "
-                         f"{config.get('format') if isinstance(config, dict) else None!r})")
-    check_version(config.get("version"), VERSION, what="run", path=path,
-                  remake="train the model again with this mets_fast")
-    return config
+    return read_manifest(path, FORMAT, VERSION, what="run",
+                         remake="train the model again with this mets_fast",
+                         not_ours=f"{run_dir} is not a mets_fast run directory ({CONFIG} has "
+                                  f"format {{found!r}})")
 
 
 def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> METSModel:

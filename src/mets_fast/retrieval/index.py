@@ -28,8 +28,8 @@ from typing import Sequence
 import numpy as np
 
 from ..atomic import atomic_file, write_text
-from ..jsonio import read_json, write_json
-from ..versions import check_version
+from ..jsonio import write_json
+from ..versions import read_manifest
 
 FORMAT = "mets_fast.index"
 # 2: what the vectors are is the manifest's "items" (version 1 called it "contents")
@@ -298,12 +298,10 @@ def _read_manifest(directory: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"no index in {directory} (no {MANIFEST}; build one with "
                                 f"`mets-fast index build`)")
-    manifest = read_json(path)
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"{directory} does not hold a mets_fast index")
-    version = check_version(manifest.get("version"), VERSION, what="index", path=path,
-                            readable=(1, 2), remake="build it again with `mets-fast index build`")
-    if version == 1:
+    manifest = read_manifest(path, FORMAT, VERSION, what="index", readable=(1, 2),
+                             remake="build it again with `mets-fast index build`",
+                             not_ours=f"{directory} does not hold a mets_fast index")
+    if manifest["version"] == 1:
         manifest["items"] = manifest.pop("contents", "reports")
     return manifest
 
