@@ -52,7 +52,7 @@ def setup(model_dir: str | None, cache: Path):
         torch.manual_seed(0)
         lm = FrozenTextEncoder(cache_dir=cache / "text")
         model = METSModel(lm.dim, 128, store_settings(store), text=lm.text_space).eval()
-        model._text_encoder = lm
+        model.use_text_encoder(lm)
     return model, store
 
 

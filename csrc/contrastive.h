@@ -1,6 +1,6 @@
 // The math shared by the CPU and CUDA back ends of the fused similarity / contrastive kernels.
 //
-// Notation (DESIGN.md, "Kernel interface"): a (Br, D) and b (Bc, D) are the inputs, x = a/|a| and
+// Notation (docs/design.md, "Kernel interface"): a (Br, D) and b (Bc, D) are the inputs, x = a/|a| and
 // y = b/|b| their normalised rows, s the logit scale, S = s X Y^T the logits.  Row i's positive
 // column is offset + i.  The losses are
 //   symmetric (CLIP):  L = (sum_i LSE_row(i) + sum_j LSE_col(j) - 2 sum_i S(i,i)) / (2B)

@@ -41,7 +41,7 @@ def tiny_model():
     torch.manual_seed(0)
     settings = Settings(100.0, 2.0, ("I", "II"), False, None, "none", "float32")
     model = METSModel(FakeText.dim, 4, settings, encoder={"widths": (4, 4, 8, 8)}).eval()
-    model._text_encoder = FakeText()
+    model.use_text_encoder(FakeText())
     return model
 
 

@@ -59,6 +59,9 @@ class METSModel(nn.Module):
         self._init_temperature = float(init_temperature)
         self.amp = bool(amp)
         self._text_encoder = None
+        # the SHA-256 of the weights a run directory holds (set by ``load``): names the model
+        # an index was built with; None for a model not loaded from a run
+        self.run_id: str | None = None
 
     # --------------------------------------------------------------------------------- config
 
@@ -177,6 +180,15 @@ class METSModel(nn.Module):
                                  f"model's text projection takes {self.text_dim}")
             self._text_encoder = encoder
         return self._text_encoder
+
+    def use_text_encoder(self, encoder) -> None:
+        """Encodes texts with `encoder` (a :class:`~mets_fast.text.FrozenTextEncoder` already
+        loaded, such as the trainer's) instead of loading the language model again; it must
+        embed into this model's text width."""
+        if encoder.dim != self.text_dim:
+            raise ValueError(f"the text encoder embeds {encoder.dim}-d vectors; this model's "
+                             f"text projection takes {self.text_dim}")
+        self._text_encoder = encoder
 
     def encode_texts(self, texts: Sequence[str], template: str | None = None) -> Tensor:
         """L2-normalised embeddings of texts through the frozen language model (its cache)

@@ -23,7 +23,7 @@ def model_id(model, template: str | None = None) -> str:
     """Names the embedding space of a trained model: its weights' hash together with the
     key of its text space (`template`: the report template by default), so an index refuses
     queries from any other model."""
-    return f"{getattr(model, 'run_id', 'unsaved')[:16]}-{model.text_space.key(template)[:16]}"
+    return f"{(model.run_id or 'unsaved')[:16]}-{model.text_space.key(template)[:16]}"
 
 
 def embed_store(model, store, quiet: bool = False, batch_size: int = 256) -> np.ndarray:

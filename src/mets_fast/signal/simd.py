@@ -49,14 +49,6 @@ def _row_pointer(context, builder, array_type, array, row):
 
 
 @intrinsic
-def splat(typingctx, x):
-    """All eight lanes set to the float x."""
-    def codegen(context, builder, sig, args):
-        return _broadcast(builder, args[0])
-    return vec8(types.float64), codegen
-
-
-@intrinsic
 def load(typingctx, array, row):
     """Row `row` of a C-contiguous (m, 8) float64 array (no bounds check)."""
     def codegen(context, builder, sig, args):

@@ -170,7 +170,7 @@ class _Run:
         e = self.encoder
         model = METSModel(e.dim, self.c.embed_dim, self.settings, text=e.text_space,
                           amp=self.c.amp)
-        model._text_encoder = e  # the trainer's own: no second copy of the language model
+        model.use_text_encoder(e)  # the trainer's own: no second copy of the language model
         return model.to(self.world.device)
 
     # ------------------------------------------------------------------------------ training
