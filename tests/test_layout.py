@@ -327,3 +327,38 @@ def test_the_public_face_names_resolve():
     for name in mets_fast.__all__:
         assert getattr(mets_fast, name) is not None
     assert mets_fast.EmbeddingIndex.__module__ == "mets_fast.retrieval.index"
+
+
+# --------------------------------------------------------------------------- file versions
+
+def test_one_version_policy():
+    from mets_fast.versions import check_version
+
+    assert check_version(2, 2, what="x", path="f", remake="r") == 2
+    assert check_version(1, 2, what="x", path="f", remake="r", readable=(1, 2)) == 1
+    with pytest.raises(ValueError, match=r"f was written by a newer mets_fast \(x format version "
+                                         r"3; this one reads up to 2\): upgrade"):
+        check_version(3, 2, what="x", path="f", remake="r")
+    with pytest.raises(ValueError, match="no longer reads .*: prepare again"):
+        check_version(1, 2, what="x", path="f", remake="prepare again")
+    for bad in ("2", 2.0, None, True):
+        with pytest.raises(ValueError, match="damaged"):
+            check_version(bad, 2, what="x", path="f", remake="r")
+
+
+def test_an_index_of_format_version_1_is_still_read(tmp_path):
+    import json
+
+    import numpy as np
+
+    from mets_fast.retrieval.index import EmbeddingIndex
+
+    x = np.random.default_rng(1).normal(size=(12, 4)).astype(np.float32)
+    EmbeddingIndex.build(x, [str(i) for i in range(12)], items="ecgs").save(tmp_path / "i")
+    manifest = json.loads((tmp_path / "i" / "index.json").read_text())
+    assert manifest["version"] == 2 and manifest["items"] == "ecgs"
+    manifest["version"] = 1
+    manifest["contents"] = manifest.pop("items")
+    (tmp_path / "i" / "index.json").write_text(json.dumps(manifest))
+    old = EmbeddingIndex.load(tmp_path / "i")
+    assert old.items == "ecgs" and old.search_texts(x[:1], 1)[0][0][0] == "0"
