@@ -65,7 +65,7 @@ def store_settings(store) -> Settings:
         "fs": store.fs, "dtype": store.manifest["dtype"]})
 
 
-def check_compatible(store: ECGStore, settings: Settings) -> None:
+def check_compatible(store, settings: Settings) -> None:
     """Raises ValueError unless the store's ECGs are shaped as the model takes them."""
     mine = store_settings(store)
     if (mine.leads, mine.fs, mine.samples) != (settings.leads, settings.fs, settings.samples):

@@ -235,7 +235,8 @@ class _Run:
                 scores = evaluate(model, self.store, split="val", complete=False).single
                 checkpoint.save_checkpoint(self.out, model, optimizer, epoch, step)
                 metrics.append({
-                    "epoch": epoch, "loss": epoch_loss, "logit_scale": float(model.logit_scale.detach()),
+                    "epoch": epoch, "loss": epoch_loss,
+                    "logit_scale": float(model.logit_scale.detach()),
                     "ecgs_per_s": steps_per_epoch * c.batch_size / train_seconds,
                     "seconds": time.perf_counter() - began,
                     "zeroshot": {t: {k: v for k, v in s.items()

@@ -318,16 +318,16 @@ PER_SYMBOL = 300  # beat-centred windows kept per annotation symbol and record
 def mitbih_source(root: Path, settings: Settings, seed: int, step: float | None = None,
                   windows: str = "beats", per_symbol: int = PER_SYMBOL):
     """MIT-BIH-format records (a ``.hea``/``.dat``/``.atr`` triple each) under `root`, split by
-    record: validation records drawn (:func:`~mets_fast.data.mitbih.validation_records`) so
+    record: validation records drawn (:func:`validation_records`) so
     that every METS beat class has beats on both sides where the records allow; the rest
     train (unseen patients are the test: there is no test split).
 
     `windows`: ``"beats"`` (the default, what the trainer uses): a window of
     ``settings.seconds`` centred on each beat, at most `per_symbol` beats of each annotation
-    symbol per record (seeded), reported by its centre beat and rhythm
-    (:func:`~mets_fast.data.mitbih.beat_report`), and labelled with its centre beat's METS
-    class (column ``beat``: a list of one class, or empty); ``"consecutive"``: back-to-back windows (every `step` seconds)
-    with reports of everything annotated in them (:func:`~mets_fast.data.mitbih.mitbih_windows`).
+    symbol per record (seeded), reported by its centre beat and rhythm (:func:`beat_report`),
+    and labelled with its centre beat's METS class (column ``beat``: a list of one class, or
+    empty); ``"consecutive"``: back-to-back windows (every `step` seconds) with reports of
+    everything annotated in them (:func:`mitbih_windows`).
     """
     if windows not in MITBIH_WINDOWS:
         raise ValueError(f"windows must be one of {MITBIH_WINDOWS}, got {windows!r}")

@@ -30,6 +30,10 @@ def source(settings: Settings, paths: Sequence, *, seed: int = 0, workers: int =
 
 
 class Fitted(NamedTuple):
+    """One record as a source needs it: the signal cut or padded to the settings' length, the
+    leads it has, how many samples are real, its header comments, or the error that stopped
+    it."""
+
     signal: np.ndarray | None
     mask: np.ndarray | None
     length: int
@@ -46,7 +50,7 @@ def read_fitted(args) -> Fitted:
     except (OSError, ValueError) as exc:
         return Fitted(None, None, 0, (), f"{type(exc).__name__}: {exc}")
     return Fitted(fit_length(record.signal, samples), record.mask,
-                 min(samples, record.signal.shape[1]), record.comments, None)
+                  min(samples, record.signal.shape[1]), record.comments, None)
 
 
 def read_many(tasks: list, workers: int) -> Iterable:
