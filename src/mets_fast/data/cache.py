@@ -30,10 +30,7 @@ def prepared_store(spec: DataSpec, *, n: int = CORPUS_SIZE, settings: Settings |
     """The store of a data spec: a ``store:`` path as it is; anything else prepared once into
     ``<cache>/stores/<kind>-<key>`` (`n` ECGs for ``synthetic``; with `settings`, or the
     source's defaults, :data:`~mets_fast.data.sources.SETTINGS`) and reused.  Safe when several
-    processes ask at once (a file lock; the first builds, the others wait and reuse)."""The store of a data spec: a ``store:`` path as it is; anything else prepared once into
-    ``<cache>/stores/<kind>-<key>`` (`n` ECGs for ``synthetic``; with `settings`, or the
-    source's defaults, :data:`~mets_fast.data.sources.SETTINGS`) and reused.  Safe when several processes ask
-    at once (a file lock; the first builds, the others wait and reuse)."""
+    processes ask at once (a file lock; the first builds, the others wait and reuse)."""
     if spec.kind == "store":
         return spec.path
     settings = settings or SETTINGS[spec.kind]

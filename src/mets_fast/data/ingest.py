@@ -24,10 +24,7 @@ def write_store(out: Path, source: Iterable, n_max: int, settings: Settings,
     """Drains `source` (:class:`~mets_fast.data.sources.Item` objects) into a store at `out`;
     returns the summary (written, skipped with reasons, padded ECGs, the leads present, ECGs
     without a report, label counts).  Each lead of `required_leads` must be present in some
-    ECG, else nothing is written (ValueError naming them)."""Drains `source` (:class:`~mets_fast.data.sources.Item` objects) into a store at `out`;
-    returns the summary (written, skipped with reasons, padded ECGs, the leads present, ECGs
-    without a report, label counts).  Each lead of `required_leads` must be present in some ECG, else nothing is
-    written (ValueError naming them)."""
+    ECG, else nothing is written (ValueError naming them)."""
     from tqdm import tqdm
 
     rows, skips, lengths = [], [], []
