@@ -230,3 +230,35 @@ def test_retrieval_recall_counts_own_report_hits(trained):
     r = report_retrieval(model, ecgs, reports)
     assert r["recall@1"] == 1.0 and r["n"] == 4 and r["reports"] == 3
     assert model_id(model).startswith(model.run_id[:16])
+
+
+def test_index_parameters_that_crash_faiss_are_refused():
+    x = clustered(60)
+    for kind, params, phrase in (("hnsw", {"m": 0}, "m must be"), ("hnsw", {"m": 1}, "m must be"),
+                                 ("hnsw", {"m": -1}, "m must be"),
+                                 ("hnsw", {"ef_search": 0}, "ef_search must be"),
+                                 ("hnsw", {"ef_construction": -2}, "ef_construction must be"),
+                                 ("ivf", {"nprobe": 0}, "nprobe must be"),
+                                 ("ivf", {"nlist": 4, "nprobe": 5}, "nprobe must lie"),
+                                 ("ivf", {"target_recall": float("nan")}, "target_recall"),
+                                 ("ivf", {"target_recall": 0}, "target_recall"),
+                                 ("ivf", {"target_recall": 1.5}, "target_recall")):
+        with pytest.raises(ValueError, match=phrase):
+            EmbeddingIndex.build(x, kind=kind, **params)
+
+
+@pytest.mark.parametrize("kind,params", [("hnsw", {}), ("hnsw", {"ef_search": 1}),
+                                         ("ivf", {"nlist": 15, "nprobe": 1})])
+def test_approximate_results_are_always_complete(kind, params):
+    """k up to the index's size: every id once, never -1, scores as exact search gives."""
+    x = clustered(231)
+    texts = [str(i) for i in range(231)]
+    approximate = EmbeddingIndex.build(x, texts, kind=kind, **params)
+    exact = EmbeddingIndex.build(x, texts, kind="flat")
+    for k in (1, 100, 231):
+        scores, ids = approximate.search(x[:5], k)
+        assert (ids >= 0).all() and all(len(set(row)) == k for row in ids)
+        want, _ = exact.search(x[:5], k)
+        if k == 231:
+            np.testing.assert_allclose(scores, want, atol=1e-5)
+        assert all(len(hits) == k for hits in approximate.search_texts(x[:5], k))

@@ -87,9 +87,11 @@ class EmbeddingIndex:
             index = faiss.IndexFlatIP(d)
             index.add(x)
         elif kind == "hnsw":
-            m = int(params.pop("m", 32))
-            ef_construction = int(params.pop("ef_construction", 80))
-            ef_search = int(params.pop("ef_search", 64))
+            # FAISS aborts, crashes or hangs on an HNSW degree below 2 and on search or
+            # construction depths below 1: refused here, by name
+            m = _whole(params.pop("m", 32), "m", 2)
+            ef_construction = _whole(params.pop("ef_construction", 80), "ef_construction", 1)
+            ef_search = _whole(params.pop("ef_search", 64), "ef_search", 1)
             _no_params(params, "hnsw")
             index = faiss.IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = ef_construction
@@ -97,13 +99,19 @@ class EmbeddingIndex:
             index.add(x)
             params = {"m": m, "ef_construction": ef_construction, "ef_search": ef_search}
         else:
-            nlist = int(params.pop("nlist", max(1, min(int(4 * np.sqrt(len(x))),
-                                                       len(x) // 39 or 1))))
+            nlist = _whole(params.pop("nlist", max(1, min(int(4 * np.sqrt(len(x))),
+                                                          len(x) // 39 or 1))), "nlist", 1)
             nprobe = params.pop("nprobe", None)
-            target = float(params.pop("target_recall", 0.97))
+            target = params.pop("target_recall", 0.97)
             _no_params(params, "ivf")
             if not 1 <= nlist <= len(x):
                 raise ValueError(f"nlist must lie in [1, {len(x)}] (the vectors), got {nlist}")
+            if nprobe is not None and not 1 <= _whole(nprobe, "nprobe", 1) <= nlist:
+                raise ValueError(f"nprobe must lie in [1, {nlist}] (the lists), got {nprobe}")
+            if isinstance(target, bool) or not isinstance(target, (int, float)) or \
+                    not 0 < target <= 1:
+                raise ValueError(f"target_recall must be a number in (0, 1], got {target!r}")
+            target = float(target)
             quantizer = faiss.IndexFlatIP(d)
             index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
             rng = np.random.default_rng(0)
@@ -146,14 +154,30 @@ class EmbeddingIndex:
         if k > len(self):
             raise ValueError(f"k = {k} exceeds the {len(self)} vectors of the index")
         scores, ids = self.index.search(q, int(k))
+        short = np.flatnonzero((ids < 0).any(1))
+        if len(short):
+            # an approximate index can find fewer than k rows (HNSW's graph, IVF's probed
+            # lists): those queries are answered exactly, so a result never holds -1
+            scores[short], ids[short] = self._exact_search(q[short], int(k))
         return scores, ids.astype(np.int64)
+
+    def _exact_search(self, q: np.ndarray, k: int) -> tuple:
+        """Exact search over the same vectors: HNSW keeps them in a flat index; IVF with every
+        list probed (for this call only) is exact."""
+        faiss = _faiss()
+        if self.kind == "hnsw":
+            return faiss.downcast_index(self.index.storage).search(q, k)
+        if self.kind == "ivf":
+            return self.index.search(q, k, params=faiss.SearchParametersIVF(
+                nprobe=self.index.nlist))
+        return self.index.search(q, k)
 
     def search_texts(self, queries: np.ndarray, k: int) -> list:
         """Per query, the `k` nearest texts as ``(text, score)`` pairs, best first."""
         if self.texts is None:
             raise ValueError("this index was built without texts: use search() for row ids")
         scores, ids = self.search(queries, k)
-        return [[(self.texts[i], float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
+        return [[(self.texts[i], float(s)) for i, s in zip(row_ids, row_scores)]
                 for row_ids, row_scores in zip(ids, scores)]
 
     # -------------------------------------------------------------------------------- disk
@@ -252,6 +276,13 @@ def _texts(texts, n: int) -> list | None:
     if len(texts) != n:
         raise ValueError(f"{len(texts)} texts for {n} vectors: give one per vector")
     return texts
+
+
+def _whole(value, name: str, least: int) -> int:
+    """`value` as an integer of at least `least`, or a ValueError naming the parameter."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"{name} must be an integer of at least {least}, got {value!r}")
+    return int(value)
 
 
 def _no_params(params: dict, kind: str) -> None:
