@@ -170,6 +170,18 @@ def tiny_lm(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def trained(tiny_lm, tmp_path_factory):
+    """A run of the smoke preset on 200 synthetic ECGs with the tiny language model (a module
+    may define its own ``trained``)."""
+    from mets_fast.train import main
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    assert main(["--preset", "smoke", "--corpus-size", "200", "--batch-size", "32",
+                 "--lm", str(tiny_lm), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
 def make_tiny_lm():
     """make_tiny_lm(path, seed=0, hidden=32): writes another tiny BERT (see tiny_test_model)."""
     return tiny_test_model

@@ -15,7 +15,6 @@ from mets_fast.index import main as index_main
 from mets_fast.retrieval import EmbeddingIndex, model_id
 from mets_fast.retrieval.index import recall_at_k
 from mets_fast.retrieve import main as retrieve_main
-from mets_fast.train import main as train_main
 
 
 def clustered(n, d=16, centres=50, seed=0, noise=0.3):
@@ -129,14 +128,6 @@ def test_bad_builds_and_loads(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ CLIs
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_lm, tmp_path_factory):
-    out = tmp_path_factory.mktemp("ix") / "run"
-    assert train_main(["--preset", "smoke", "--corpus-size", "200", "--batch-size", "32",
-                       "--lm", str(tiny_lm), "--out", str(out), "--quiet"]) == 0
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -295,15 +295,6 @@ def _meta(n):
     return pd.DataFrame([store_row(f"e{i}", "sinus rhythm.", "train", "test") for i in range(n)])
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_lm, tmp_path_factory):
-    from mets_fast.train import main
-
-    out = tmp_path_factory.mktemp("layout") / "run"
-    assert main(["--preset", "smoke", "--corpus-size", "200", "--batch-size", "32",
-                 "--lm", str(tiny_lm), "--out", str(out), "--quiet"]) == 0
-    return out
-
 
 # ------------------------------------------------------------------------ the public face
 
