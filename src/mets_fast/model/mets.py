@@ -175,10 +175,7 @@ class METSModel(nn.Module):
                     f"{encoder.identity[:12]}) is not the one this model was trained with "
                     f"({space.identity[:12]}): its embeddings would not match the trained "
                     f"projection")
-            if encoder.dim != self.text_dim:
-                raise ValueError(f"the language model embeds {encoder.dim}-d vectors; this "
-                                 f"model's text projection takes {self.text_dim}")
-            self._text_encoder = encoder
+            self.use_text_encoder(encoder)
         return self._text_encoder
 
     def use_text_encoder(self, encoder) -> None:
@@ -186,7 +183,7 @@ class METSModel(nn.Module):
         loaded, such as the trainer's) instead of loading the language model again; it must
         embed into this model's text width."""
         if encoder.dim != self.text_dim:
-            raise ValueError(f"the text encoder embeds {encoder.dim}-d vectors; this model's "
+            raise ValueError(f"the language model embeds {encoder.dim}-d vectors; this model's "
                              f"text projection takes {self.text_dim}")
         self._text_encoder = encoder
 
