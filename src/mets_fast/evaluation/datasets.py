@@ -20,10 +20,11 @@ from ..data.sources.mitbih import (METS_CLASS_NAMES, METS_CLASSES, beat_report, 
                                    whole_windows)
 from ..data.sources.ptbxl import multilabel_test
 from ..data.sources.synthetic import CORPUS_SIZE, SUPERCLASS_DESCRIPTIONS
-from ..jsonio import read_json
 from ..data.spec import DataSpec
 from ..data.store import ECGStore
+from ..jsonio import read_json
 from .tasks import PROBE_FAMILIES, EvalSet, builtin_tasks, evaluation_sets
+
 
 class MultiLabel(NamedTuple):
     """A multi-label test set: ECGs, the class codes, their descriptions and a 0/1 target
@@ -75,8 +76,8 @@ def default_split(store: ECGStore) -> str:
 
 def corpus_size(run_dir) -> int:
     """The synthetic corpus size a run trained on (its args.json), so that its evaluation
-    reads the test split of the same corpus; the default's where it does not say (or for no
-    run, None)."""
+    reads the test split of the same corpus; the corpus's default size where it does not say
+    or `run_dir` is None."""
     args = Path(run_dir) / "args.json" if run_dir is not None else None
     if args is not None and args.is_file():
         saved = read_json(args)

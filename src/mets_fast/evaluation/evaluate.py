@@ -61,10 +61,10 @@ class ProbeReport(NamedTuple):
 def evaluate(model, data: str | DataSpec | ECGStore, *, protocol: str = "zeroshot",
              tasks: Sequence[str] | None = None, split: str | None = None,
              per_class: int | None = None, seed: int = 0, statements: str | None = None,
-             run_dir: str | None = None, complete: bool = True,
-             quiet: bool = False) -> ZeroShotReport | ProbeReport:
+             run_dir: str | None = None, quiet: bool = False) -> ZeroShotReport | ProbeReport:
     """Evaluates `model` on `data`: a ``--data`` value (``synthetic``, ``ptbxl:ROOT``,
-    ``mitbih:DIR``, ``store:DIR``; prepared with the model's preprocessing) or an open store.
+    ``mitbih:DIR``, ``store:DIR``; prepared with the model's preprocessing), or an open store,
+    whose single-label zero-shot sets alone are scored (the trainer's per-epoch check).
 
     Args:
         protocol: ``"zeroshot"`` or ``"probe"`` (linear probe on 1, 10 and 100 % of the
@@ -78,14 +78,13 @@ def evaluate(model, data: str | DataSpec | ECGStore, *, protocol: str = "zerosho
             ``store:DIR`` (a ``ptbxl:ROOT`` has its own).
         run_dir: the model's run directory (the synthetic corpus is read at the size it was
             trained on).
-        complete: False scores the single-label sets only (the trainer's per-epoch check).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     if isinstance(data, ECGStore):
-        if protocol != "zeroshot" or complete:
-            raise ValueError("an open store is evaluated zero-shot on its single-label sets "
-                             "(complete=False); pass a --data value for the rest")
+        if protocol != "zeroshot":
+            raise ValueError("an open store is evaluated zero-shot on its single-label sets; "
+                             "pass a --data value for the linear probe")
         check_compatible(data, model.settings)
         sets = evaluation_sets(data.meta, split=split or default_split(data),
                                per_class=per_class or 200, seed=seed, tasks=tasks)
@@ -112,8 +111,6 @@ def evaluate(model, data: str | DataSpec | ECGStore, *, protocol: str = "zerosho
                                  statements=Path(statements) if statements else None,
                                  n=n, quiet=quiet)
     single = score_sets(model, found.signals, found.single)
-    if not complete:
-        return ZeroShotReport(single, {}, {}, found.notes)
     multi = {}
     for family, ml in found.multi.items():
         kind = {"superclass": "diagnostic"}.get(family, family)

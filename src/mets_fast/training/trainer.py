@@ -232,7 +232,7 @@ class _Run:
                 bar.close()
             epoch_loss = distributed.mean(total_loss / steps_per_epoch, world)
             if world.main:
-                scores = evaluate(model, self.store, split="val", complete=False).single
+                scores = evaluate(model, self.store, split="val").single
                 checkpoint.save_checkpoint(self.out, model, optimizer, epoch, step)
                 metrics.append({
                     "epoch": epoch, "loss": epoch_loss,
