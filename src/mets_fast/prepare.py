@@ -155,7 +155,10 @@ def _run(args) -> int:
     settings = settings_of(args)
     reports = read_reports_csv(args.reports) if getattr(args, "reports", None) else None
     set_threads(args.threads)
-    explicit = [] if args.allow_missing_leads or args.leads is None else settings.leads
+    # leads asked for by name must exist in some record; the source's own set need not
+    default_leads = SETTINGS[args.source].leads
+    explicit = [] if args.allow_missing_leads or settings.leads == default_leads else \
+        settings.leads
     source = open_source(args.source, settings, root=getattr(args, "root", None),
                          paths=getattr(args, "paths", None), n=getattr(args, "n", 0),
                          seed=args.seed, workers=args.workers,
