@@ -67,7 +67,10 @@ def link_or_copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
 
 
 def temp_dir(target: str | os.PathLike) -> Path:
-    """A new, empty temporary directory for `target` (see :func:`commit_dir`)."""
+    """A new, empty temporary directory for `target` (see :func:`commit_dir`); those a killed
+    writer of `target` left behind are removed first."""
+    for stale in stale_temporaries(target):
+        shutil.rmtree(stale, ignore_errors=True)
     path = temp_path(target)
     path.mkdir(parents=True)
     return path

@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_file, commit_dir, stale_temporaries, temp_dir
+from ..atomic import atomic_file, commit_dir, temp_dir
 from ..versions import read_manifest
 from .splits import SPLITS
 
@@ -180,8 +180,6 @@ class StoreWriter:
             raise FileExistsError(f"{self.path} exists; pass overwrite=True (--overwrite) to "
                                   f"replace it")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in stale_temporaries(self.path):  # left by a killed writer
-            shutil.rmtree(stale, ignore_errors=True)
         self._tmp = temp_dir(self.path)
         self.manifest = {"format": FORMAT, "version": VERSION, "n": int(n),
                          "leads": list(leads), "samples": int(samples), "fs": float(fs),
