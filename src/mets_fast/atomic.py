@@ -32,8 +32,11 @@ def temp_path(target: str | os.PathLike, suffix: str = "") -> Path:
 def atomic_file(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yields a temporary path to write `target`'s content to; when the block ends without an
     exception, the file is flushed and renamed over `target`.  Otherwise it is removed and
-    `target` stays as it was."""
+    `target` stays as it was.  Temporaries of `target` that a killed writer left are removed
+    first."""
     target = Path(target)
+    for stale in stale_temporaries(target):
+        stale.unlink(missing_ok=True)
     tmp = temp_path(target, suffix)
     try:
         yield tmp
@@ -101,6 +104,43 @@ def stale_temporaries(target: str | os.PathLike) -> list:
         if pid.isdigit() and not _alive(int(pid)):
             found.append(tmp)
     return found
+
+
+def remove_stale(directory: str | os.PathLike) -> list:
+    """Removes every temporary in `directory` (not below it) whose writer is gone, whatever
+    its target; returns their paths.  For a folder a writer is about to take over (a run being
+    resumed), where a killed writer's target may never be written again."""
+    found = []
+    for tmp in Path(directory).glob(f".*{_MARK}*"):
+        pid = tmp.name.split(_MARK, 1)[1].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+            found.append(tmp)
+    return found
+
+
+def lock(directory: str | os.PathLike, what: str) -> int:
+    """Takes the lock of `directory` (``.lock`` in it, created if new) for this process and
+    returns its descriptor (the lock lasts until it is closed or the process ends, however it
+    ends).  Raises ValueError naming the holder when another process has it; `what` says what
+    the holder is doing (``"training it"``)."""
+    import fcntl
+
+    path = Path(directory) / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise ValueError(f"{directory} is locked: process {holder} is {what}; wait for it to "
+                         f"end or stop it") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
 
 
 def fsync_file(path: str | os.PathLike) -> None:

@@ -5,15 +5,17 @@ exactly what it saw in training)."""
 from __future__ import annotations
 
 import warnings
+from numbers import Real
 from typing import NamedTuple, Sequence
 
 import numpy as np
 
 from ..signal import handle_nonfinite, resample, to_samples
-from .records import STANDARD_LEADS, select_leads, standard_lead
+from .records import STANDARD_LEADS, describe_faults, lead_faults, select_leads, standard_lead
 
 NORMALIZATIONS = ("lead", "record", "none")
 RESAMPLE_MARGIN = 1.0  # seconds kept past the crop for the resampling filter's reach
+MIN_SECONDS = 2.0  # a shorter recording holds under two heartbeats: nothing to score
 
 
 class Settings(NamedTuple):
@@ -45,8 +47,30 @@ class Settings(NamedTuple):
         if missing:
             raise ValueError(f"preprocessing settings lack {missing}")
         fields = {f: values[f] for f in cls._fields}
-        fields["leads"] = tuple(fields["leads"])
+        for key in ("fs", "seconds"):
+            if not _positive(fields[key]):
+                raise ValueError(f"preprocessing {key} must be a positive number, got "
+                                 f"{fields[key]!r}")
+        if fields["powerline"] is not None and not _positive(fields["powerline"]):
+            raise ValueError(f"preprocessing powerline must be a positive number or null, got "
+                             f"{fields['powerline']!r}")
+        leads = fields["leads"]
+        if not isinstance(leads, (list, tuple)) or not leads or \
+                not all(isinstance(n, str) and n for n in leads) or len(set(leads)) != len(leads):
+            raise ValueError(f"preprocessing leads must be a list of distinct lead names, got "
+                             f"{leads!r}")
+        if fields["normalize"] not in NORMALIZATIONS:
+            raise ValueError(f"preprocessing normalize must be one of {NORMALIZATIONS}, got "
+                             f"{fields['normalize']!r}")
+        if not isinstance(fields["clean"], bool):
+            raise ValueError(f"preprocessing clean must be true or false, got "
+                             f"{fields['clean']!r}")
+        fields["leads"] = tuple(leads)
         return cls(**fields)
+
+
+def _positive(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, Real) and 0 < value < float("inf")
 
 
 # The package's preprocessing unless a source or a flag says otherwise (each source declares its
@@ -123,58 +147,84 @@ def fit_length(x: np.ndarray, samples: int) -> np.ndarray:
 
 
 def prepare_recording(signal: np.ndarray, fs: float, leads: Sequence[str],
-                      settings: Settings, *, windows: bool = False) -> np.ndarray:
+                      settings: Settings, *, windows: bool = False,
+                      name: str = "the recording") -> np.ndarray:
     """Any recording as a model trained on `settings` expects it, the steps in the order the
     store's ECGs were made: resample to ``settings.fs`` (short NaN gaps filled first), put the
     leads in ``settings.leads`` order (names matched through
-    :func:`~mets_fast.data.records.standard_lead`; leads the recording lacks are zeros, named in
-    one warning), crop or zero-pad to ``settings.samples``, clean and normalise
-    (:func:`preprocess`).  With ``windows=True`` a 2-d recording is instead cut into consecutive
-    windows of ``settings.samples`` (a last, partial window is dropped unless it is the only
-    one, which is padded), each preprocessed as a stored ECG: for scoring a long recording
-    window by window.
+    :func:`~mets_fast.data.records.standard_lead`), crop or zero-pad to ``settings.samples``,
+    clean and normalise (:func:`preprocess`).  With ``windows=True`` a 2-d recording is instead
+    cut into consecutive windows of ``settings.samples`` (a last, partial window is dropped
+    unless it is the only one, which is padded), each preprocessed as a stored ECG: for scoring
+    a long recording window by window.
+
+    Leads the recording lacks, and leads it has but that cannot be used
+    (:func:`~mets_fast.data.records.lead_faults`: no valid sample, an invalid run over 1 s, or
+    flat), are zeros, as the model saw missing leads in training; one warning names them.  A
+    recording shorter than the window is zero-padded with a warning (its scores rest on less
+    signal than the model was trained on).
 
     Args:
         signal: ``(leads, samples)`` or a batch ``(n, leads, samples)``, in mV.
         fs: its sampling rate in Hz.
         leads: the names of its leads, in row order.
+        name: what the messages call the recording (``"record data/rec1"``).
 
     Returns:
         float32 ``(len(settings.leads), settings.samples)``, or ``(n, ...)`` for a batch or
         for the windows of one recording.
 
     Raises:
-        ValueError: the shapes and lead names disagree, or no lead is shared with the settings.
+        ValueError: the shapes and lead names disagree, a lead is named twice, no lead is
+            shared with the settings or none of the shared ones is usable, or the recording
+            is shorter than :data:`MIN_SECONDS`.
     """
     x = np.asarray(signal)
     if x.dtype.kind not in "iuf":
-        raise TypeError(f"signal must be a numeric array, got dtype {x.dtype}")
+        raise TypeError(f"{name}: signal must be a numeric array, got dtype {x.dtype}")
     if x.ndim not in (2, 3) or x.shape[-1] == 0:
-        raise ValueError(f"signal must be (leads, samples) or (n, leads, samples), got shape "
-                         f"{x.shape}")
+        raise ValueError(f"{name}: signal must be (leads, samples) or (n, leads, samples), got "
+                         f"shape {x.shape}")
+    if not _positive(fs):
+        raise ValueError(f"{name}: fs must be a positive number of Hz, got {fs!r}")
+    fs = float(fs)
     if isinstance(leads, str):
         leads = [leads]
     leads = [standard_lead(str(n)) for n in leads]
     if len(leads) != x.shape[-2]:
-        raise ValueError(f"signal has {x.shape[-2]} leads but {len(leads)} lead names were "
-                         f"given: {leads}")
-    missing = [n for n in settings.leads if n not in leads]
-    if len(missing) == len(settings.leads):
-        raise ValueError(f"the recording's leads {leads} share none with the model's "
+        raise ValueError(f"{name}: signal has {x.shape[-2]} leads but {len(leads)} lead names "
+                         f"were given: {leads}")
+    shared = [n in settings.leads for n in leads]
+    if not any(shared):
+        raise ValueError(f"{name}: its leads {leads} share none with the model's "
                          f"{list(settings.leads)}")
-    if missing:
-        warnings.warn(f"the recording lacks the lead(s) {missing}; they are zeros",
-                      stacklevel=2)
+    seconds = x.shape[-1] / fs
+    if seconds < MIN_SECONDS:
+        raise ValueError(f"{name} lasts {seconds:.3g} s ({x.shape[-1]} samples at {fs:g} Hz): "
+                         f"too short to score (at least {MIN_SECONDS:g} s, two heartbeats)")
     x = x.astype(np.float64)
     if not windows:
         # only the first settings.seconds are kept: resampling the rest is wasted work.  The
         # resampling filter reaches well under a second, so the samples kept are those a
         # whole-record resampling (what the store's reader does) gives.
-        x = x[..., :int(np.ceil((settings.seconds + RESAMPLE_MARGIN) * float(fs)))]
-    if float(fs) != settings.fs:
-        x = handle_nonfinite(x, float(fs), "interpolate", name="signal")
-        x = resample(x, float(fs), settings.fs)
-    x, _ = select_leads(x, leads, settings.leads)
+        x = x[..., :int(np.ceil((settings.seconds + RESAMPLE_MARGIN) * fs))]
+    faults = np.where(shared, lead_faults(x, fs), "")
+    dead = (faults != "").sum(-1) == sum(shared)
+    if dead.any():
+        which = "" if x.ndim == 2 else f" (ECG {int(np.argmax(dead))} of the batch)"
+        first = faults if x.ndim == 2 else faults[int(np.argmax(dead))]
+        raise ValueError(f"{name} has no usable lead{which}: {describe_faults(first, leads)}")
+    x = np.where((faults != "")[..., None], 0.0, x)
+    _warn_unused(name, [n for n in settings.leads if n not in leads], faults, leads)
+    if seconds < settings.seconds:
+        warnings.warn(f"{name} lasts {seconds:.3g} s, less than the model's {settings.seconds:g} "
+                      f"s window: the rest is zeros, and its scores rest on less signal than the "
+                      f"model was trained on", stacklevel=2)
+    # a resampling filter would smear a NaN sample over its neighbours: fill short gaps
+    x = handle_nonfinite(x, fs, "interpolate", name=name)
+    if fs != settings.fs:
+        x = resample(x, fs, settings.fs)
+    x, _ = select_leads(x, leads, settings.leads, what=name)
     if windows:
         if x.ndim != 2:
             raise ValueError("windows=True takes one recording (leads, samples), not a batch")
@@ -183,3 +233,17 @@ def prepare_recording(signal: np.ndarray, fs: float, leads: Sequence[str],
                       for k in range(count)])
     real = np.full(x.shape[:-2], min(x.shape[-1], settings.samples))
     return preprocess(fit_length(x, settings.samples), settings, lengths=real)
+
+
+def _warn_unused(name: str, missing: list, faults: np.ndarray, leads: list) -> None:
+    """One warning naming the model's leads that are zeros: missing, or unusable (in some ECG
+    of a batch)."""
+    parts = [f"lacks the lead(s) {missing}"] if missing else []
+    bad = faults.reshape(-1, len(leads))
+    unusable = [f"{lead} ({sorted(set(bad[:, k]) - {''})[0]})" for k, lead in enumerate(leads)
+                if (bad[:, k] != "").any()]
+    if unusable:
+        parts.append(f"cannot use the lead(s) {', '.join(unusable)}")
+    if parts:
+        warnings.warn(f"{name} {' and '.join(parts)}: they are zeros, as missing leads were in "
+                      f"training", stacklevel=3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -49,7 +50,10 @@ def read_record(path: str | os.PathLike, fs: float | None = None,
         fs: resample to this rate (Hz) with a polyphase filter (``scipy.signal.resample_poly``,
             the rate ratio as a fraction with denominator at most 1000), after filling gaps of
             NaN samples (invalid ADC values) of up to 1 s linearly; None keeps the record's rate
-            and its samples as they are.
+            and its samples as they are (invalid ones NaN).  With `fs`, leads that cannot be
+            used (:func:`lead_faults`: no valid sample, an invalid run over 1 s, flat) become
+            zeros with ``mask`` False, as missing leads are; a record with no usable lead is
+            refused.
         leads: names to select and order (case-insensitive; ``MLII`` counts as ``II``; a
             string is one lead); leads the record lacks come back as rows of zeros with
             ``mask`` False.  None keeps every lead in the record's order.
@@ -57,8 +61,9 @@ def read_record(path: str | os.PathLike, fs: float | None = None,
     Raises:
         FileNotFoundError: the header or a signal file is missing (the message names it).
         ValueError: the header is empty or cannot be parsed, its sampling rate is not
-            positive, the data are truncated or unreadable, `fs` is not a positive number, or
-            a requested lead name is repeated.
+            positive, the data are truncated or unreadable, `fs` is not a positive number, a
+            requested lead name is repeated or names two of the record's leads, or (with `fs`)
+            no lead is usable.
     """
     if fs is not None and (isinstance(fs, bool) or not isinstance(fs, (int, float, np.number))
                            or not np.isfinite(fs) or fs <= 0):
@@ -85,34 +90,82 @@ def read_record(path: str | os.PathLike, fs: float | None = None,
         mask = np.ones(len(names), dtype=bool)
         chosen = names
     else:
-        signal, mask = select_leads(signal, names, leads)
+        signal, mask = select_leads(signal, names, leads, what=f"record {base}")
         chosen = tuple(standard_lead(n) for n in leads)
-    if fs is not None and fs != source_fs:
+    if fs is not None:
+        faults = np.where(mask, lead_faults(signal, source_fs), "")
+        if mask.any() and (faults[mask] != "").all():
+            raise ValueError(f"record {base} has no usable lead: "
+                             f"{describe_faults(faults, chosen)}")
+        signal = np.where(faults[:, None] != "", 0.0, signal)
+        mask = mask & (faults == "")
         # a resampling filter would smear a NaN sample over its neighbours: fill short gaps
         signal = handle_nonfinite(signal, source_fs, "interpolate", name=f"record {base}")
-        signal = resample(signal, source_fs, float(fs))
+        if fs != source_fs:
+            signal = resample(signal, source_fs, float(fs))
         source_fs = float(fs)
     return Record(signal.astype(np.float32), source_fs, chosen, mask, comments, base.name)
 
 
-def select_leads(signal: np.ndarray, names: Sequence[str], wanted: Sequence[str]) -> tuple:
+def select_leads(signal: np.ndarray, names: Sequence[str], wanted: Sequence[str],
+                 what: str = "the recording") -> tuple:
     """The rows of `signal` (``(..., leads, samples)``, leads named `names`) in the order of
     `wanted`, both matched through :func:`standard_lead`.  Returns ``(selected, mask)``: leads
     that `names` lacks come back as rows of zeros with ``mask`` False.
 
-    Raises ValueError when `wanted` repeats a lead."""
+    Raises ValueError (naming `what`) when `wanted` repeats a lead, or when a wanted lead is
+    named twice in `names` (which of the two rows is that lead cannot be known)."""
     if isinstance(wanted, str):
         wanted = [wanted]
     wanted = [standard_lead(n) for n in wanted]
     if len(set(wanted)) != len(wanted):
         raise ValueError(f"leads repeat a name: {list(wanted)}")
-    index = {standard_lead(n): i for i, n in enumerate(names)}
+    names = [standard_lead(n) for n in names]
+    twice = sorted({n for n in names if n in wanted and names.count(n) > 1})
+    if twice:
+        rows = {n: [i for i, m in enumerate(names) if m == n] for n in twice}
+        raise ValueError(f"{what} names the lead(s) {', '.join(twice)} more than once "
+                         f"(rows {rows}; its leads: {names}): each lead must appear once")
+    index = {n: i for i, n in enumerate(names)}
     mask = np.array([n in index for n in wanted], dtype=bool)
     picked = np.zeros(signal.shape[:-2] + (len(wanted), signal.shape[-1]), dtype=signal.dtype)
     for k, n in enumerate(wanted):
         if n in index:
             picked[..., k, :] = signal[..., index[n], :]
     return picked, mask
+
+
+def lead_faults(signal: np.ndarray, fs: float, max_gap: float = 1.0) -> np.ndarray:
+    """Why each lead of `signal` (``(..., leads, samples)``, any rate `fs` in Hz) cannot be used,
+    ``""`` where it can: ``"no valid sample"`` (all NaN or inf: the lead was off),
+    ``"invalid for X s"`` (a run of non-finite samples longer than `max_gap` seconds, too long
+    to interpolate), or ``"flat"`` (every valid sample equal: disconnected, or a zero row).
+    Returns a string array of shape ``signal.shape[:-1]``."""
+    x = np.asarray(signal, dtype=np.float64)
+    finite = np.isfinite(x)
+    faults = np.full(x.shape[:-1], "", dtype=object)
+    valid = np.where(finite, x, np.nan)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: handled below
+        spread = np.nanmax(valid, axis=-1) - np.nanmin(valid, axis=-1)
+    faults[spread == 0] = "flat"
+    limit = max_gap * float(fs)
+    for idx in zip(*np.nonzero(~finite.all(-1))):
+        bad = ~finite[idx]
+        if bad.all():
+            faults[idx] = "no valid sample"
+            continue
+        edges = np.diff(np.r_[0, bad.astype(np.int8), 0])
+        longest = int((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max())
+        if longest > limit:
+            faults[idx] = f"invalid for {longest / float(fs):.3g} s"
+    return faults
+
+
+def describe_faults(faults: np.ndarray, names: Sequence[str]) -> str:
+    """``"V3: no valid sample; aVL: flat"`` for the faulty leads of one recording (`faults` as
+    :func:`lead_faults` gives them, ``(leads,)``)."""
+    return "; ".join(f"{n}: {f}" for n, f in zip(names, faults) if f)
 
 
 def _read_with_wfdb(base: Path, header_file: Path) -> tuple:

@@ -72,20 +72,29 @@ def read_plain(base: Path, header_file: Path) -> tuple | None:
     return signal, fs, tuple(names), comments
 
 
+def _bytes_needed(fmt: str, channels: int, sig_len: int) -> int:
+    total = channels * sig_len
+    return 2 * total if fmt == "16" else (total * 3 + 1) // 2
+
+
 def _decode(data_file: Path, fmt: str, channels: int, sig_len: int, base: Path) -> np.ndarray:
     raw = np.fromfile(data_file, dtype=np.uint8)
-    if fmt == "16":
-        need = 2 * channels * sig_len
-        if raw.size < need:
-            raise ValueError(f"WFDB record {base} is truncated: {data_file} holds {raw.size} "
-                             f"bytes, the header needs {need}")
-        return raw[:need].view("<i2").reshape(sig_len, channels).astype(np.int32)
-    # format 212: two 12-bit samples in three bytes, interleaved over the channels
-    total = channels * sig_len
-    need = (total * 3 + 1) // 2
+    need = _bytes_needed(fmt, channels, sig_len)
     if raw.size < need:
         raise ValueError(f"WFDB record {base} is truncated: {data_file} holds {raw.size} "
                          f"bytes, the header needs {need}")
+    # a file that holds exactly the samples of another signal count, for the header's length,
+    # is one the header misdescribes: read as declared, its samples would interleave wrongly
+    bits = 16 if fmt == "16" else 12
+    held = raw.size * 8 // (bits * max(sig_len, 1))
+    if held > channels and raw.size == _bytes_needed(fmt, held, sig_len):
+        raise ValueError(f"WFDB record {base}: {data_file} holds the samples of {held} signals "
+                         f"of {sig_len}, but the header declares {channels} in it: the header "
+                         f"does not describe this file")
+    if fmt == "16":
+        return raw[:need].view("<i2").reshape(sig_len, channels).astype(np.int32)
+    # format 212: two 12-bit samples in three bytes, interleaved over the channels
+    total = channels * sig_len
     # an odd count may end in two bytes rather than a whole triple: pad it to one
     pairs = np.zeros((total + 1) // 2 * 3, dtype=np.int32)
     pairs[:need] = raw[:need]

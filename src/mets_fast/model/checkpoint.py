@@ -22,7 +22,6 @@ never end in ``.safetensors``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -31,9 +30,8 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
-
 from ..atomic import commit_dir, link_or_copy, temp_dir
+from ..checksums import describe, sha256, nonfinite_tensors, read_tensors, tensor_bytes, verify
 from ..jsonio import write_json
 from ..versions import read_manifest
 from .mets import METSModel
@@ -72,13 +70,18 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     parent.mkdir(parents=True, exist_ok=True)
     final = parent / f"epoch-{epoch:04d}"
     tmp = temp_dir(final)
-    save_file(_contiguous(model.state_dict()), tmp / WEIGHTS)
+    weights = _contiguous(model.state_dict())
+    bad = nonfinite_tensors(weights)
+    if bad:
+        raise ValueError(f"the weights hold NaN or inf ({', '.join(bad[:3])}): the run diverged; "
+                         f"no checkpoint of epoch {epoch} is written")
+    (tmp / WEIGHTS).write_bytes(tensor_bytes(weights))
     tensors, settings = _split_optimizer(optimizer.state_dict())
     tensors["rng.torch"] = torch.get_rng_state()
-    save_file(tensors, tmp / "optimizer.safetensors")
+    (tmp / "optimizer.safetensors").write_bytes(tensor_bytes(tensors))
     state = {"epoch": int(epoch), "step": int(step), "optimizer": settings,
              "extra": extra or {},
-             "files": {name: _describe(tmp / name) for name in (WEIGHTS, "optimizer.safetensors")}}
+             "files": {name: describe(tmp / name) for name in (WEIGHTS, "optimizer.safetensors")}}
     (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
     # a checkpoint of this epoch already there is from a run that died after committing it
     commit_dir(tmp, final)
@@ -108,11 +111,9 @@ def restore_checkpoint(path: Path, model: torch.nn.Module,
     path = Path(path)
     state = json.loads((path / "state.json").read_text())
     for name, described in state["files"].items():
-        if _describe(path / name) != described:
-            raise ValueError(f"checkpoint {path} is damaged: {name} does not match the size and "
-                             f"hash its state.json recorded")
-    model.load_state_dict(load_file(path / WEIGHTS))
-    tensors = load_file(path / "optimizer.safetensors")
+        verify(path / name, described, f"checkpoint {path}'s state.json")
+    model.load_state_dict(read_tensors(path / WEIGHTS))
+    tensors = read_tensors(path / "optimizer.safetensors")
     torch.set_rng_state(tensors.pop("rng.torch"))
     if optimizer is not None:
         optimizer.load_state_dict(_join_optimizer(tensors, state["optimizer"]))
@@ -139,12 +140,26 @@ def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> METS
     """The trained model of a run directory, in eval mode on `device`.
 
     Rebuilt from ``config.json`` and ``model.safetensors`` with no pickle.  Refuses (ValueError
-    naming which) a directory that is not a run, a newer format version, a run with no weights
-    yet, or a truncated or damaged weights file."""
+    naming the file and what is wrong) a directory that is not a run, a newer format version, a
+    configuration missing a key or holding a value of the wrong kind, a run with no weights
+    yet, weights that are truncated, damaged (their SHA-256, recorded in the file when it was
+    written, differs), hold NaN or inf, or do not fit the configuration's model."""
     run_dir = Path(run_dir)
     config = read_config(run_dir)
-    model = METSModel.from_config(config["model"])
-    model.load_state_dict(_read_weights(run_dir / WEIGHTS))
+    try:
+        model = METSModel.from_config(config.get("model"))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{run_dir / CONFIG}: {exc}") from None
+    path = run_dir / WEIGHTS
+    if not path.is_file():
+        raise ValueError(f"{run_dir} holds no {WEIGHTS} yet (no epoch of the run finished)")
+    weights = read_tensors(path)
+    _check_fit(model, weights, path)
+    bad = nonfinite_tensors(weights)
+    if bad:
+        raise ValueError(f"{path} holds NaN or inf in {len(bad)} tensor(s) ({', '.join(bad[:3])}): "
+                         f"the weights are damaged")
+    model.load_state_dict(weights)
     model.run_id = run_identity(run_dir)  # names the weights: indexes record which built them
     return model.to(device).eval()
 
@@ -163,27 +178,22 @@ def load_encoder(run_dir: str | os.PathLike, device: str | torch.device = "cpu")
 
 def run_identity(run_dir: str | os.PathLike) -> str:
     """The SHA-256 of a run's weights: names the exact model an index was built with."""
-    return _describe(Path(run_dir) / WEIGHTS)["sha256"]
+    return sha256(Path(run_dir) / WEIGHTS)
 
 
-def _read_weights(path: Path) -> dict:
-    if not path.is_file():
-        raise ValueError(f"{path.parent} holds no {WEIGHTS} yet (no epoch of the run finished)")
-    size = path.stat().st_size
-    try:
-        with open(path, "rb") as f:
-            header_len = int.from_bytes(f.read(8), "little")
-            if size < 8 + header_len:
-                raise ValueError("header cut")
-            header = json.loads(f.read(header_len))
-        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"),
-                  default=0)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path} is truncated or not a safetensors file ({exc})") from exc
-    if size < 8 + header_len + end:
-        raise ValueError(f"{path} is truncated: {size} bytes, its header needs "
-                         f"{8 + header_len + end}")
-    return load_file(path)
+def _check_fit(model: torch.nn.Module, weights: dict, path: Path) -> None:
+    """A ValueError naming `path` and the first tensor that the configuration's model lacks,
+    misses or shapes otherwise (torch's own message is a page of sizes)."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in weights.items()}
+    problems = [f"{k} is missing" for k in expected if k not in found]
+    problems += [f"{k} is not part of the model" for k in found if k not in expected]
+    problems += [f"{k} is {found[k]}, the configuration needs {expected[k]}"
+                 for k in expected if k in found and found[k] != expected[k]]
+    if problems:
+        raise ValueError(f"{path} does not fit the model {CONFIG} describes "
+                         f"({len(problems)} tensor(s): {'; '.join(problems[:2])}): the two files "
+                         f"are from different runs, or one was edited")
 
 
 # --------------------------------------------------------------------------------- internals
@@ -213,11 +223,3 @@ def _join_optimizer(tensors: dict, settings: dict) -> dict:
     for index, entry in settings["plain"].items():
         state.setdefault(int(index), {}).update(entry)
     return {"state": state, "param_groups": settings["param_groups"]}
-
-
-def _describe(path: Path) -> dict:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return {"size": path.stat().st_size, "sha256": digest.hexdigest()}

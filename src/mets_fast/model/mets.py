@@ -76,13 +76,43 @@ class METSModel(nn.Module):
 
     @classmethod
     def from_config(cls, config: dict) -> "METSModel":
-        if config.get("encoder") != "resnet1d":
-            raise ValueError(f"unknown encoder {config.get('encoder')!r} (this mets_fast builds "
+        """The model :attr:`config` describes (untrained).  A ValueError names the first key
+        that is missing or holds a value of the wrong kind (``model.embed_dim`` ...)."""
+        if not isinstance(config, dict):
+            raise ValueError(f"the key 'model' must hold the model's configuration (an object), "
+                             f"got {type(config).__name__}")
+        missing = [k for k in ("encoder", "encoder_config", "embed_dim", "text_dim",
+                               "preprocessing") if k not in config]
+        if missing:
+            raise ValueError(f"the model's configuration lacks the key(s) "
+                             f"{', '.join('model.' + k for k in missing)}")
+        if config["encoder"] != "resnet1d":
+            raise ValueError(f"unknown encoder {config['encoder']!r} (this mets_fast builds "
                              f"'resnet1d')")
-        return cls(int(config["text_dim"]), int(config["embed_dim"]),
-                   Settings.from_dict(config["preprocessing"]), config["encoder_config"],
-                   config.get("text"), float(config.get("init_temperature", 0.07)),
-                   bool(config.get("amp", False)))
+        for key in ("embed_dim", "text_dim"):
+            if isinstance(config[key], bool) or not isinstance(config[key], int) or \
+                    config[key] < 1:
+                raise ValueError(f"model.{key} must be a positive integer, got {config[key]!r}")
+        for key in ("encoder_config", "preprocessing"):
+            if not isinstance(config[key], dict):
+                raise ValueError(f"model.{key} must be an object, got "
+                                 f"{type(config[key]).__name__}")
+        temperature = config.get("init_temperature", 0.07)
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or \
+                not 0 < temperature < float("inf"):
+            raise ValueError(f"model.init_temperature must be a positive number, got "
+                             f"{temperature!r}")
+        try:
+            settings = Settings.from_dict(config["preprocessing"])
+        except ValueError as exc:
+            raise ValueError(f"model.preprocessing: {exc}") from None
+        try:
+            return cls(config["text_dim"], config["embed_dim"], settings,
+                       config["encoder_config"], config.get("text"), float(temperature),
+                       bool(config.get("amp", False)))
+        except TypeError as exc:  # an encoder_config key ResNet1d does not take
+            raise ValueError(f"model.encoder_config does not fit this mets_fast's encoder: "
+                             f"{exc}") from None
 
     # ------------------------------------------------------------------------------- encoding
 
@@ -197,25 +227,23 @@ class METSModel(nn.Module):
     # ---------------------------------------------------------------------------- preprocess
 
     def preprocess(self, signal: np.ndarray, fs: float, leads: Sequence[str], *,
-                   windows: bool = False) -> np.ndarray:
+                   windows: bool = False, name: str = "the recording") -> np.ndarray:
         """Any recording (any rate, lead names and order, length) as this model's input,
-        made exactly as its training data was: resampled, leads reordered (missing ones zero,
-        with one warning naming them), cropped or padded, cleaned and normalised.
+        made exactly as its training data was: resampled, leads reordered (missing or unusable
+        ones zero, with one warning naming them), cropped or padded, cleaned and normalised.
 
         `signal` is ``(leads, samples)`` or a batch ``(n, leads, samples)`` in mV; returns
         float32 ``(leads, samples)`` (``(n, leads, samples)`` for a batch, or for the
-        consecutive windows of one recording with ``windows=True``).
-        See :func:`mets_fast.data.preprocess.prepare_recording`."""
-        return prepare_recording(signal, fs, leads, self.settings, windows=windows)
+        consecutive windows of one recording with ``windows=True``); `name` is what messages
+        call it.  See :func:`mets_fast.data.preprocess.prepare_recording`."""
+        return prepare_recording(signal, fs, leads, self.settings, windows=windows, name=name)
 
     def record_windows(self, path) -> np.ndarray:
         """The WFDB record at `path` (any rate and lead set) as this model's input: its
         consecutive windows ``(n, leads, samples)`` (:meth:`preprocess` with ``windows=True``).
-        A record sharing no lead with the model is a ValueError naming both lead sets."""
+        A record sharing no usable lead with the model is a ValueError naming the record."""
         from ..data.records import read_record
 
         rec = read_record(path)
-        if not set(rec.leads) & set(self.settings.leads):
-            raise ValueError(f"record {path} has the leads {list(rec.leads)}, none of which the "
-                             f"model takes ({list(self.settings.leads)})")
-        return self.preprocess(rec.signal, rec.fs, rec.leads, windows=True)
+        return self.preprocess(rec.signal, rec.fs, rec.leads, windows=True,
+                               name=f"record {path}")

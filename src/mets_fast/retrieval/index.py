@@ -28,7 +28,8 @@ from typing import Sequence
 import numpy as np
 
 from ..atomic import atomic_file, write_text
-from ..jsonio import write_json
+from ..checksums import describe, verify
+from ..jsonio import read_json, write_json
 from ..versions import read_manifest
 
 FORMAT = "mets_fast.index"
@@ -38,6 +39,8 @@ MANIFEST = "index.json"
 AUTO_EXACT_BELOW = 200_000
 KINDS = ("auto", "flat", "ivf", "hnsw")
 ITEMS = ("reports", "ecgs")
+# the FAISS class each saved kind reads back as: a manifest naming another is refused
+_FAISS_TYPES = {"flat": "IndexFlatIP", "ivf": "IndexIVFFlat", "hnsw": "IndexHNSWFlat"}
 
 
 def _faiss():
@@ -200,8 +203,8 @@ class EmbeddingIndex:
         manifest = {"format": FORMAT, "version": VERSION, "kind": self.kind, "dim": self.dim,
                     "n": len(self), "model_id": self.model_id, "items": self.items,
                     "params": self.params, "files": files,
+                    "checksums": {name: describe(directory / name) for name in files.values()},
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-
         write_json(directory / MANIFEST, manifest)
         for name in old:
             if name not in files.values():
@@ -219,20 +222,40 @@ class EmbeddingIndex:
                              f"{manifest.get('model_id')!r}, not by this one ({model_id!r}): "
                              f"rebuild it with `mets-fast index build --model ...`")
         faiss = _faiss()
+        where = f"{directory / MANIFEST}"
+        for role, name in manifest["files"].items():
+            path = directory / name
+            if not path.is_file():
+                raise ValueError(f"the index in {directory} is incomplete: its {role} file "
+                                 f"{name} is missing")
+            if name in manifest.get("checksums", {}):  # older indexes record none
+                verify(path, manifest["checksums"][name], where)
         path = directory / manifest["files"]["index"]
-        if not path.is_file():
-            raise ValueError(f"the index in {directory} is incomplete: {path.name} is missing")
-        index = faiss.read_index(str(path))
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            raise ValueError(f"{path} is not a readable FAISS index (truncated or damaged): "
+                             f"{str(exc).strip().splitlines()[-1]}") from None
+        expected = _FAISS_TYPES[manifest["kind"]]
+        if type(index).__name__ != expected or int(index.d) != manifest["dim"]:
+            raise ValueError(f"{path} holds a {type(index).__name__} of {index.d}-d vectors, "
+                             f"but {where} describes a {manifest['kind']} index ({expected}) of "
+                             f"{manifest['dim']}-d vectors: the files do not belong together")
         texts = None
         if "texts" in manifest["files"]:
-            texts = json.loads((directory / manifest["files"]["texts"]).read_text())
+            texts = read_json(directory / manifest["files"]["texts"])
+            if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+                raise ValueError(f"{directory / manifest['files']['texts']} must hold a JSON "
+                                 f"list of strings, one per vector")
         if int(index.ntotal) != manifest["n"] or (texts is not None and len(texts) != index.ntotal):
             raise ValueError(f"the index in {directory} is damaged: its files disagree on the "
-                             f"number of vectors")
+                             f"number of vectors ({where}: {manifest['n']}, {path.name}: "
+                             f"{index.ntotal}" + ("" if texts is None else
+                                                  f", texts: {len(texts)}") + ")")
         if manifest["kind"] == "ivf":
-            index.nprobe = int(manifest["params"]["nprobe"])
+            index.nprobe = manifest["params"]["nprobe"]
         elif manifest["kind"] == "hnsw":
-            index.hnsw.efSearch = int(manifest["params"]["ef_search"])
+            index.hnsw.efSearch = manifest["params"]["ef_search"]
         return cls(index, manifest["kind"], manifest["params"], texts, manifest.get("model_id"),
                    manifest["items"])
 
@@ -325,6 +348,8 @@ def _drop_self(ids: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
 
 
 def _read_manifest(directory: Path) -> dict:
+    """``index.json``, checked: every key the loader reads is there with a value of its kind,
+    and the parameters are those of the kind (ValueError naming the file and the key)."""
     path = directory / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"no index in {directory} (no {MANIFEST}; build one with "
@@ -334,6 +359,33 @@ def _read_manifest(directory: Path) -> dict:
                              not_ours=f"{directory} does not hold a mets_fast index")
     if manifest["version"] == 1:
         manifest["items"] = manifest.pop("contents", "reports")
+
+    def bad(key, expected):
+        return ValueError(f"{path} is damaged: {key} must be {expected}, got "
+                          f"{manifest.get(key)!r}; build the index again with "
+                          f"`mets-fast index build`")
+
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not isinstance(files.get("index"), str) or \
+            not all(isinstance(v, str) and v and "/" not in v for v in files.values()):
+        raise bad("files", "an object naming its 'index' (and 'texts') file in the directory")
+    if manifest.get("kind") not in _FAISS_TYPES:
+        raise bad("kind", f"one of {sorted(_FAISS_TYPES)}")
+    if manifest.get("items") not in ITEMS:
+        raise bad("items", f"one of {ITEMS}")
+    for key in ("dim", "n"):
+        if isinstance(manifest.get(key), bool) or not isinstance(manifest.get(key), int) or \
+                manifest[key] < 1:
+            raise bad(key, "a positive integer")
+    params = manifest.get("params")
+    needs = {"flat": (), "ivf": ("nlist", "nprobe"), "hnsw": ("m", "ef_search")}[manifest["kind"]]
+    if not isinstance(params, dict) or any(
+            isinstance(params.get(k), bool) or not isinstance(params.get(k), int)
+            or params[k] < 1 for k in needs):
+        raise bad("params", f"the parameters of a {manifest['kind']} index (positive integers "
+                            f"{', '.join(needs) or 'none'})")
+    if not isinstance(manifest.get("checksums", {}), dict):
+        raise bad("checksums", "an object of file name -> size and SHA-256")
     return manifest
 
 

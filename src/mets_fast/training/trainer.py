@@ -5,6 +5,9 @@ evaluation after every epoch, bit-for-bit resumable, one process or many."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -12,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..atomic import write_text
+from ..atomic import lock, remove_stale, write_text
 from ..data.cache import prepared_store
 from ..data.preprocess import store_settings
 from ..data.spec import parse_data
@@ -42,6 +45,13 @@ its settings resolved (:class:`~mets_fast.training.presets.Preset`), then the ru
 RESULT_KEYS = ("data", "preset", *Preset._fields, "lm", "seed")
 # What a setting added later was before it existed (runs written earlier resume as such).
 BEFORE_IT_EXISTED = {"negatives": "all"}
+# What a run directory holds besides hidden files (its lock, temporaries).
+_RUN_FILES = {checkpoint.CONFIG, checkpoint.WEIGHTS, checkpoint.CHECKPOINTS, "args.json",
+              "metrics.jsonl", "curves.png"}
+DEVICES = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class TrainingError(RuntimeError):
@@ -70,11 +80,21 @@ def _check(c: TrainConfig) -> None:
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got "
                              f"{value!r}")
+    if c.batch_size < 2:
+        raise ValueError(f"--batch-size must be at least 2, got {c.batch_size}: the loss scores "
+                         f"each ECG against the other reports of its batch, and a batch of one "
+                         f"has none (its loss is 0, nothing is learnt)")
     for name in ("lr", "weight_decay", "warmup"):
         value = getattr(c, name)
-        if not np.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+        # float32 holds the optimiser's arithmetic: a larger value overflows in Adam's step
+        if not np.isfinite(value) or value < 0 or value > _FLOAT32_MAX or \
+                (name == "lr" and value == 0):
             raise ValueError(f"--{name.replace('_', '-')} must be a finite number "
-                             f"{'> 0' if name == 'lr' else '>= 0'}, got {value!r}")
+                             f"{'> 0' if name == 'lr' else '>= 0'} (within float32), got "
+                             f"{value!r}")
+    if not isinstance(c.device, str) or not DEVICES.match(c.device):
+        raise ValueError(f"--device must be cpu, cuda or cuda:N, got {c.device!r} (mets_fast "
+                         f"trains on CPUs and NVIDIA GPUs)")
     if c.warmup >= 1:
         raise ValueError(f"warmup is a fraction of the steps, below 1; got {c.warmup}")
     if c.negatives not in NEGATIVES:
@@ -91,9 +111,18 @@ def fit(config: TrainConfig, stop_after: int | None = None) -> Path:
     schedule is still the whole run's; ``resume=True`` continues it), e.g. for jobs sliced
     into time-limited pieces."""
     world = distributed.setup(config.device)
+    run = None
     try:
-        return _Run(config, world).train(stop_after)
+        run = _Run(config, world)
+        run.prepare()
+        return run.train(stop_after)
+    except BaseException:
+        if run is not None:
+            run.close(failed=True)
+        raise
     finally:
+        if run is not None:
+            run.close()
         distributed.teardown()
 
 
@@ -102,10 +131,19 @@ class _Run:
         self.c, self.world = config, world
         self.out = Path(config.out)
         spec = parse_data(config.data)
-        self.resuming = self._check_out(config.resume)
         if config.batch_size % world.size:
             raise ValueError(f"--batch-size {config.batch_size} (the global batch) must divide "
                              f"evenly over {world.size} processes")
+        self.spec = spec
+        self._lock, self._made = None, False
+        self.resuming = self._check_out(config.resume)
+
+    def prepare(self) -> None:
+        """Takes the run directory, then the data and the reports' embeddings."""
+        config, world, spec = self.c, self.world, self.spec
+        distributed.barrier(world)
+        if world.main:
+            self._take_out()
         set_threads(config.threads)
         if world.main:
             path = prepared_store(spec, n=config.corpus_size, quiet=config.quiet)
@@ -120,10 +158,12 @@ class _Run:
     # ------------------------------------------------------------------------------ set-up
 
     def _check_out(self, resume: bool) -> bool:
-        if resume:
-            if not checkpoint.committed_checkpoints(self.out):
-                raise ValueError(f"--resume: {self.out} holds no committed checkpoint to "
-                                 f"continue from")
+        """Whether the run continues a committed checkpoint in ``out`` (read only: every
+        process decides the same before the main one takes the directory)."""
+        if checkpoint.committed_checkpoints(self.out):
+            if not resume:
+                raise ValueError(f"--out {self.out} holds a run; pass --resume to continue it, "
+                                 f"or choose another directory (runs are never overwritten)")
             saved = {**BEFORE_IT_EXISTED, **read_json(self.out / "args.json")}
             changed = [f"--{k.replace('_', '-')} {saved.get(k)!r} -> {getattr(self.c, k)!r}"
                        for k in RESULT_KEYS if saved.get(k) != getattr(self.c, k)]
@@ -132,9 +172,50 @@ class _Run:
                                  "and would change its result: " + "; ".join(changed))
             return True
         if self.out.exists():
-            raise ValueError(f"--out {self.out} exists; pass --resume to continue that run, or "
-                             f"choose another directory (runs are never overwritten)")
+            if not self.out.is_dir():
+                raise ValueError(f"--out {self.out} is a file; give a directory")
+            # a run that failed or was killed before its first checkpoint holds nothing to
+            # continue and nothing to lose: the same command starts it again
+            alien = [p.name for p in self.out.iterdir()
+                     if p.name not in _RUN_FILES and not p.name.startswith(".")]
+            if alien:
+                raise ValueError(f"--out {self.out} holds files that are not a run's "
+                                 f"({', '.join(sorted(alien)[:5])}): choose another directory")
+            if (self.out / checkpoint.WEIGHTS).exists():
+                raise ValueError(f"--out {self.out} holds trained weights but no checkpoint to "
+                                 f"resume from: choose another directory")
         return False
+
+    def _take_out(self) -> None:
+        """The main process locks ``out`` for the run's lifetime and clears what a run that
+        died in it left: temporaries of dead writers and, when starting afresh, the files of a
+        run that never committed a checkpoint."""
+        self._made = not self.out.exists()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._lock = lock(self.out, "training it")
+        for folder in (self.out, self.out / checkpoint.CHECKPOINTS):
+            if folder.is_dir():
+                remove_stale(folder)
+        if not self.resuming:
+            left = [self.out / n for n in _RUN_FILES if (self.out / n).exists()]
+            if left and not self.c.quiet:
+                print(f"{self.out} holds no committed checkpoint: starting the run again",
+                      flush=True)
+            for path in left:
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+
+    def close(self, failed: bool = False) -> None:
+        """Releases the run directory; after a failure, one this run made is removed unless
+        it holds a committed checkpoint (nothing half-made is left behind)."""
+        if self._lock is None:
+            return
+        if failed and self._made and not checkpoint.committed_checkpoints(self.out):
+            shutil.rmtree(self.out, ignore_errors=True)
+        os.close(self._lock)
+        self._lock = None
 
     def _train_rows(self) -> np.ndarray:
         meta = self.store.meta
@@ -188,7 +269,6 @@ class _Run:
             start, step = state["epoch"], state["step"]
             metrics = _read_metrics(self.out / "metrics.jsonl", start)
         elif world.main:
-            self.out.mkdir(parents=True)
             checkpoint.write_config(self.out, model)
             write_json(self.out / "args.json", c._asdict())
         wrapped = model if world.size == 1 else torch.nn.parallel.DistributedDataParallel(model)
@@ -249,8 +329,12 @@ class _Run:
             distributed.barrier(world)
             if stop_after is not None and epoch >= stop_after:
                 return self.out
-        if world.main and not c.quiet:
-            _print_final(metrics, self.out)
+        if world.main:
+            if not c.quiet:
+                _print_final(metrics)
+            # always, --quiet or not: the one line a user needs to find the run
+            print(f"run written to {self.out} (model.safetensors, config.json, metrics.jsonl, "
+                  f"curves.png); load it with mets_fast.load({str(self.out)!r})", flush=True)
         return self.out
 
 
@@ -285,7 +369,13 @@ def train_step(wrapped: torch.nn.Module, model: METSModel, optimizer: torch.opti
         return value
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    optimizer.step()
+    try:
+        optimizer.step()
+    except RuntimeError as exc:
+        if "overflow" not in str(exc):
+            raise
+        raise TrainingError(f"the optimiser's step overflowed float32 (learning rate "
+                            f"{optimizer.param_groups[0]['lr']:g}): lower --lr") from None
     model.loss.clamp_()
     return value
 
@@ -329,7 +419,7 @@ def _print_epoch(m: dict) -> None:
           f"{m['ecgs_per_s']:.0f} ECG/s  {m['seconds']:.0f} s  {scores}", flush=True)
 
 
-def _print_final(metrics: list, out: Path) -> None:
+def _print_final(metrics: list) -> None:
     if not metrics:
         return
     last = metrics[-1]
@@ -339,5 +429,4 @@ def _print_final(metrics: list, out: Path) -> None:
     for task, s in last["zeroshot"].items():
         print(f"| {task} | {s['accuracy']:.3f} | {s['precision']:.3f} | {s['recall']:.3f} | "
               f"{s['f1']:.3f} | {s['auroc']:.3f} | {s['n']} |")
-    print(f"\nrun written to {out} (model.safetensors, config.json, metrics.jsonl, curves.png); "
-          f"load it with mets_fast.load({str(out)!r})")
+    print()
