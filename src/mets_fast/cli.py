@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0 if argv else 2
-    command, rest = argv[0], argv[1:]
+    # the module's spelling (linear_probe) names the same command as the CLI's (linear-probe)
+    command, rest = argv[0].replace("_", "-"), argv[1:]
     if command not in COMMANDS:
         print(f"mets-fast: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from .errors import UsageError, add_run_flags, command
+from .outputs import output_file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +39,7 @@ def _run(args) -> int:
                                        save_npy)
     from .threads import set_threads
 
+    output_file(args.out, ".npy")
     set_threads(args.threads)
     model = load(args.model)
     if args.store:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import Callable
 
 
@@ -21,8 +22,10 @@ EXPECTED = (ValueError, TypeError, OSError)
 def run_cli(body: Callable[[], int | None], expected: tuple = EXPECTED,
             interrupted: str | None = None) -> int:
     """Runs a command's `body` and returns its exit code: 0 (or what it returns), 2 after a
-    :class:`UsageError`, 1 after another `expected` error; each printed as one line.  With
+    :class:`UsageError`, 1 after another `expected` error; each printed as one line, as are
+    warnings (``warning: ...``).  With
     `interrupted`, Ctrl-C prints that line and returns 130 (else it propagates)."""
+    previous, warnings.formatwarning = warnings.formatwarning, _one_line
     try:
         return body() or 0
     except UsageError as exc:
@@ -36,6 +39,29 @@ def run_cli(body: Callable[[], int | None], expected: tuple = EXPECTED,
             raise
         print(f"\n{interrupted}", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = previous
+
+
+def each(items, work: Callable, expected: tuple = EXPECTED) -> tuple:
+    """``work(item)`` for each of `items` (the records of one command line), a failure of one
+    not stopping the others.  Returns ``(done, failed)``: lists of ``(item, result)`` and of
+    ``(item, message)``; each failure is printed as an ``error:`` line as it happens.  The
+    command then exits 1 if anything failed (its output holds the rest)."""
+    done, failed = [], []
+    for item in items:
+        try:
+            done.append((item, work(item)))
+        except expected as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            failed.append((item, str(exc)))
+    return done, failed
+
+
+def _one_line(message, category, filename, lineno, line=None) -> str:
+    """A warning as a command prints it: ``warning: <message>``, without the source line a
+    user has no use for."""
+    return f"warning: {message}\n"
 
 
 def command(build_parser: Callable[[], argparse.ArgumentParser],

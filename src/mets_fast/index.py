@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from .errors import UsageError, add_run_flags, command
+from .outputs import output_dir
 from .retrieval.index import KINDS
 
 
@@ -26,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           ".jsonl with a report column)")
     build.add_argument("--ecgs", action="store_true",
                        help="index the store's ECGs (by id) instead of its reports")
-    build.add_argument("--out", required=True, help="index directory (new or existing)")
+    build.add_argument("--out", required=True,
+                       help="index directory: new, empty, or holding an index (replaced)")
     build.add_argument("--kind", choices=KINDS, default="auto",
                        help="auto (exact below 200,000 vectors, IVF above), flat, ivf, hnsw")
     add_run_flags(build)
@@ -41,6 +43,7 @@ def _run(args) -> int:
     from .retrieval.embeddings import index_reports, index_store, read_reports
     from .threads import set_threads
 
+    output_dir(args.out, own="index.json")
     set_threads(args.threads)
     model = load(args.model)
     if args.store:

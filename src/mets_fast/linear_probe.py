@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from .errors import UsageError, add_run_flags, command
+from .outputs import output_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,10 +46,11 @@ def _run(args) -> int:
         spec = parse_data(args.data)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if args.out:
+        output_dir(args.out)
     set_threads(args.threads)
     model = load(args.model)
-    report = evaluate(model, spec, protocol="probe", seed=args.seed, run_dir=args.model,
-                      quiet=args.quiet)
+    report = evaluate(model, spec, protocol="probe", seed=args.seed, quiet=args.quiet)
     print(f"linear probe, {args.data} (frozen encoder, logistic regression; test split):")
     print(probe_table(report.results, report.sets))
     if args.out:

@@ -311,16 +311,27 @@ def _world_size() -> int:
 def backends() -> dict:
     """Which kernels this installation has: ``cpu`` (the C++ module loaded), ``cpu_isa`` (the
     instruction set in use: ``"avx512"``, ``"avx2"`` or ``"portable"``), ``openmp``,
-    ``cuda_built`` (the CUDA module exists), ``cuda_available`` (it found a device) and
-    ``cuda_status`` (why not, where not)."""
+    ``cuda_built`` (the CUDA module exists), ``cuda_available`` (it found a device),
+    ``cuda_status`` (why not, where not) and ``cuda``: all of that in one plain sentence."""
     cuda_devices = _cuda.device_count() if _cuda is not None else 0
+    available = bool(cuda_devices) and torch.cuda.is_available()
+    status = _cuda.status() if _cuda is not None else "built without CUDA"
+    if _cuda is None:
+        cuda = "no CUDA kernels in this build (no CUDA toolkit when it was installed)"
+    elif available:
+        cuda = f"CUDA kernels built and in use ({cuda_devices} GPU(s))"
+    else:
+        cuda = (f"CUDA kernels built, but no usable GPU here ({status}"
+                f"{'' if torch.cuda.is_available() else '; this torch has no CUDA'}): the "
+                f"CPU kernels run")
     return {
         "cpu": True,
         "cpu_isa": _C.isa(),
         "openmp": _C.openmp(),
         "cuda_built": _cuda is not None,
-        "cuda_available": bool(cuda_devices) and torch.cuda.is_available(),
-        "cuda_status": _cuda.status() if _cuda is not None else "built without CUDA",
+        "cuda_available": available,
+        "cuda_status": status,
+        "cuda": cuda,
     }
 
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import UsageError, add_run_flags, command
+import numpy as np
+
+from .errors import UsageError, add_run_flags, command, each
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,28 +38,42 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args) -> int:
     if bool(args.records) == bool(args.text):
         raise UsageError("give WFDB records or --text reports to look up (one of the two)")
+    if args.k < 1:
+        raise UsageError(f"-k must be a positive integer, got {args.k}")
+    if any(not t.strip() for t in args.text or ()):
+        raise UsageError("--text is empty: give the report to look up")
     from .jsonio import dumps
     from .model import load
-    from .retrieval import EmbeddingIndex, embed_queries, model_id
+    from .retrieval import EmbeddingIndex, embed_queries, embed_records, model_id
     from .threads import set_threads
 
     set_threads(args.threads)
     model = load(args.model)
     index = EmbeddingIndex.load(args.index, model_id=model_id(model))
-    queries = embed_queries(model, records=args.records, texts=args.text or ())
-    found = index.search_texts(queries, args.k)
-    names = list(args.records or args.text)
-    results = [{"query": str(q), "results": [{"text": t, "score": s} for t, s in hits]}
+    if args.k > len(index):
+        raise UsageError(f"-k {args.k} exceeds the {len(index)} items of the index")
+    if args.records:
+        done, failed = each(args.records, lambda path: embed_records(model, [path]))
+        names = [str(path) for path, _ in done]
+        queries = np.concatenate([q for _, q in done]) if done else None
+    else:
+        failed, names = [], list(args.text)
+        queries = embed_queries(model, texts=args.text)
+    found = index.search_texts(queries, args.k) if names else []
+    results = [{"query": q, "results": [{"text": t, "score": s} for t, s in hits]}
                for q, hits in zip(names, found)]
     if args.json:
-        print(dumps({"index": str(args.index), "items": index.items, "k": args.k,
-                     "queries": results}))
-        return 0
-    for r in results:
-        print(r["query"])
-        for rank, hit in enumerate(r["results"], 1):
-            print(f"  {rank:>2}. {hit['score']:.3f}  {hit['text']}")
-    return 0
+        document = {"index": str(args.index), "items": index.items, "k": args.k,
+                    "queries": results}
+        if failed:
+            document["errors"] = [{"query": str(p), "error": m} for p, m in failed]
+        print(dumps(document))
+    else:
+        for r in results:
+            print(r["query"])
+            for rank, hit in enumerate(r["results"], 1):
+                print(f"  {rank:>2}. {hit['score']:.3f}  {hit['text']}")
+    return 1 if failed else 0
 
 
 main = command(build_parser, _run)

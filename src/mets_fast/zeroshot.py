@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError, add_run_flags, command
+from .errors import UsageError, add_run_flags, command, each
 from .evaluation.tasks import KINDS
 from .jsonio import dumps, read_json, write_json
+from .outputs import output_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,11 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      "mitbih:DIR or store:DIR")
     what.add_argument("--record", nargs="+", metavar="REC",
                       help="WFDB records (any rate and leads) to classify among --classes")
-    parser.add_argument("--classes", nargs="+", metavar="NAME",
-                        help="class names for --record")
-    parser.add_argument("--classes-file", help="JSON of class name -> list of descriptions")
-    parser.add_argument("--kind", choices=KINDS, default="diagnostic",
-                        help="which METS template the classes take (default diagnostic)")
+    classes = parser.add_mutually_exclusive_group()
+    classes.add_argument("--classes", nargs="+", metavar="NAME",
+                         help="class names for --record")
+    classes.add_argument("--classes-file", help="JSON of class name -> list of descriptions")
+    parser.add_argument("--kind", choices=KINDS,
+                        help="which METS template the classes of --record take (default "
+                             "diagnostic)")
     parser.add_argument("--split", choices=("test", "val", "all"),
                         help="which ECGs of --data: a store's test split (its val split where "
                              "it has no test), MIT-BIH: all records (val: those the trainer "
@@ -43,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ECGs per class of the balanced sets (200; MIT-BIH beats 100)")
     parser.add_argument("--statements", help="PTB-XL's scp_statements.csv, for the multi-label "
                                              "AUROC of a store:DIR")
-    parser.add_argument("--out", help="write zeroshot.json and confusion_<task>.png here")
+    parser.add_argument("--out", help="write zeroshot.json (and, for --data, "
+                                      "confusion_<task>.png) into this directory")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document on standard output and nothing else")
     parser.add_argument("--seed", type=int, default=0, help="seed of the balanced sets (0)")
@@ -62,6 +66,14 @@ def _run(args) -> int:
     if args.data and (args.classes or args.classes_file):
         raise UsageError("--classes and --classes-file go with --record; --data evaluates "
                          "the built-in tasks of the data")
+    given = [flag for flag, value in (("--split", args.split), ("--per-class", args.per_class),
+                                      ("--statements", args.statements))
+             if value is not None]
+    if args.record and given:
+        raise UsageError(f"{', '.join(given)} go(es) with --data; --record scores the records "
+                         f"given")
+    if args.data and args.kind:
+        raise UsageError("--kind goes with --record's --classes; --data's tasks have their own")
     if args.per_class is not None and args.per_class < 1:
         raise UsageError(f"--per-class must be a positive integer, got {args.per_class}")
     if args.data:
@@ -71,15 +83,29 @@ def _run(args) -> int:
             raise UsageError(str(exc)) from None
         if args.split == "all" and spec.kind != "mitbih":
             raise UsageError("--split all is for mitbih:DIR (a store has test and val splits)")
+    if args.out:
+        output_dir(args.out)
+    classes = _classes(args) if args.record else None
     set_threads(args.threads)
     model = load(args.model)
-    out = _classify_records(model, args) if args.record else _evaluate_data(model, spec, args)
+    if args.record:
+        out = _classify_records(model, classes, args)
+    else:
+        out = _evaluate_data(model, spec, args)
+    if args.out:
+        folder = Path(args.out)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / "zeroshot.json", out)
+        if not args.json:
+            print(f"written to {folder}/zeroshot.json")
     if args.json:
         print(dumps(out))
-    return 0
+    return 1 if out.get("errors") else 0
 
 
 def _classes(args) -> dict | list:
+    from .evaluation.zeroshot import check_classes
+
     if not args.classes_file:
         return args.classes
     path = Path(args.classes_file)
@@ -87,30 +113,40 @@ def _classes(args) -> dict | list:
         raise FileNotFoundError(f"--classes-file not found: {path}")
     value = read_json(path)
     if not isinstance(value, dict):
-        raise ValueError(f"--classes-file must hold a JSON object of class name -> list of "
-                         f"descriptions, got {type(value).__name__}")
+        raise ValueError(f"--classes-file {path} must hold a JSON object of class name -> list "
+                         f"of descriptions, got {type(value).__name__}")
+    try:
+        check_classes(value)
+    except ValueError as exc:
+        raise ValueError(f"--classes-file {path}: {exc}") from None
     return value
 
 
-def _classify_records(model, args) -> dict:
+def _classify_records(model, classes, args) -> dict:
     """Each record's classes ranked by probability (a record longer than the model's window
-    is scored window by window, the logits averaged)."""
+    is scored window by window, the logits averaged); a record that cannot be read or scored
+    is listed under ``errors`` and does not stop the others."""
     from .evaluation.zeroshot import ZeroShotClassifier
 
-    classifier = ZeroShotClassifier(model, _classes(args), kind=args.kind)
-    out = {"model": str(args.model), "classes": list(classifier.names), "records": []}
-    for path in args.record:
+    classifier = ZeroShotClassifier(model, classes, kind=args.kind or "diagnostic")
+    width = max(len(n) for n in classifier.names)
+
+    def score(path):
         windows = model.record_windows(path)
         proba = classifier.predict_windows(windows)
-        order = np.argsort(-proba)
-        ranked = [{"class": classifier.names[k], "probability": float(proba[k])} for k in order]
-        out["records"].append({"record": str(path), "windows": int(len(windows)),
-                               "ranked": ranked})
+        ranked = [{"class": classifier.names[k], "probability": float(proba[k])}
+                  for k in np.argsort(-proba)]
         if not args.json:
             print(f"{path} ({len(windows)} window(s) of {model.settings.seconds:g} s)")
-            width = max(len(n) for n in classifier.names)
             for item in ranked:
-                print(f"  {item['class']:<{width}}  {item['probability']:.3f}")
+                print(f"  {item['class']:<{width}}  {item['probability']:.3f}", flush=True)
+        return {"record": str(path), "windows": int(len(windows)), "ranked": ranked}
+
+    done, failed = each(args.record, score)
+    out = {"model": str(args.model), "classes": list(classifier.names),
+           "records": [result for _, result in done]}
+    if failed:
+        out["errors"] = [{"record": str(path), "error": message} for path, message in failed]
     sys.stdout.flush()
     return out
 
@@ -121,8 +157,7 @@ def _evaluate_data(model, spec, args) -> dict:
                                    single_label_table)
 
     report = evaluate(model, spec, split=args.split, per_class=args.per_class, seed=args.seed,
-                      statements=args.statements, run_dir=args.model,
-                      quiet=args.quiet or args.json)
+                      statements=args.statements, quiet=args.quiet or args.json)
     out = report.as_dict()
     if not args.json:
         print(f"zero-shot, {args.data} (macro averages; balanced single-label sets):")
@@ -138,12 +173,9 @@ def _evaluate_data(model, spec, args) -> dict:
     if args.out:
         folder = Path(args.out)
         folder.mkdir(parents=True, exist_ok=True)
-        write_json(folder / "zeroshot.json", out)
         for name, r in report.single.items():
             plot_confusion(r["confusion"], r["classes"], folder / f"confusion_{name}.png",
                            f"{name} (zero-shot)")
-        if not args.json:
-            print(f"written to {folder}/zeroshot.json")
     return out
 
 

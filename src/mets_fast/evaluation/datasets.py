@@ -75,16 +75,22 @@ def default_split(store: ECGStore) -> str:
 
 
 def corpus_size(run_dir) -> int:
-    """The synthetic corpus size a run trained on (its args.json), so that its evaluation
-    reads the test split of the same corpus; the corpus's default size where it does not say
-    or `run_dir` is None."""
-    args = Path(run_dir) / "args.json" if run_dir is not None else None
-    if args is not None and args.is_file():
-        saved = read_json(args)
-        size = saved.get("corpus_size") if isinstance(saved, dict) else None
-        if isinstance(size, int) and size > 0:
-            return size
-    return CORPUS_SIZE
+    """The size of the synthetic corpus a run trained on (its ``args.json``), so that its
+    evaluation reads the test split of that same corpus (a corpus of another size shares its
+    first ECGs, so its test split would hold the run's training ECGs).  A run directory whose
+    ``args.json`` does not say is refused (ValueError); with no run (`run_dir` None) the
+    corpus's default size."""
+    if run_dir is None:
+        return CORPUS_SIZE
+    path = Path(run_dir) / "args.json"
+    saved = read_json(path) if path.is_file() else None
+    size = saved.get("corpus_size") if isinstance(saved, dict) else None
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"{path} is missing or gives no corpus_size: which synthetic ECGs the "
+                         f"run trained on is unknown, and the synthetic test split could hold "
+                         f"some of them; evaluate on other data (ptbxl:ROOT, store:DIR), or "
+                         f"restore the run's args.json")
+    return size
 
 
 def store_evaluation(spec: DataSpec, settings: Settings, *, split: str | None = None,

@@ -76,8 +76,10 @@ def evaluate(model, data: str | DataSpec | ECGStore, *, protocol: str = "zerosho
         seed: draws the balanced sets, the probe's label subsets and its random encoder.
         statements: PTB-XL's ``scp_statements.csv`` for the multi-label sets of a
             ``store:DIR`` (a ``ptbxl:ROOT`` has its own).
-        run_dir: the model's run directory (the synthetic corpus is read at the size it was
-            trained on).
+        run_dir: the model's run directory (default: the one ``mets_fast.load`` read it from):
+            ``synthetic`` is read at the size the run trained on, so its test split holds no
+            training ECG.  A model from no run is scored on the default corpus, with a note
+            that the split may hold ECGs it trained on.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
@@ -90,7 +92,8 @@ def evaluate(model, data: str | DataSpec | ECGStore, *, protocol: str = "zerosho
                                per_class=per_class or 200, seed=seed, tasks=tasks)
         return ZeroShotReport(score_sets(model, data.signals, sets), {}, {}, [])
     spec = parse_data(data) if isinstance(data, str) else data
-    n = corpus_size(run_dir)
+    run_dir = run_dir if run_dir is not None else getattr(model, "run_dir", None)
+    n = corpus_size(run_dir if spec.kind == "synthetic" else None)
     if protocol == "probe":
         if spec.kind == "mitbih":
             sets = mitbih_probe_sets(spec.path, model.settings, seed=seed)
@@ -110,6 +113,10 @@ def evaluate(model, data: str | DataSpec | ECGStore, *, protocol: str = "zerosho
                                  seed=seed, tasks=tasks,
                                  statements=Path(statements) if statements else None,
                                  n=n, quiet=quiet)
+    if spec.kind == "synthetic" and run_dir is None:
+        found.notes.append(f"the model comes from no run directory, so the synthetic corpus it "
+                           f"trained on is unknown: scored on the default corpus of {n} ECGs, "
+                           f"whose test split may hold ECGs it trained on")
     single = score_sets(model, found.signals, found.single)
     multi = {}
     for family, ml in found.multi.items():

@@ -132,6 +132,9 @@ def check_classes(classes) -> dict:
             raise ValueError(f"class {name!r} is given twice")
         if isinstance(descriptions, str):
             descriptions = [descriptions]
+        if not isinstance(descriptions, (list, tuple)):
+            raise ValueError(f"class {name!r} needs a list of descriptions, got "
+                             f"{descriptions!r}")
         descriptions = list(descriptions)
         if not descriptions or any(not isinstance(d, str) or not d.strip()
                                    for d in descriptions):

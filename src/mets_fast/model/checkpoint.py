@@ -161,6 +161,7 @@ def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> METS
                          f"the weights are damaged")
     model.load_state_dict(weights)
     model.run_id = run_identity(run_dir)  # names the weights: indexes record which built them
+    model.run_dir = str(run_dir)  # what the run trained on (args.json) guards its evaluation
     return model.to(device).eval()
 
 

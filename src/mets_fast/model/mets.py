@@ -62,6 +62,7 @@ class METSModel(nn.Module):
         # the SHA-256 of the weights a run directory holds (set by ``load``): names the model
         # an index was built with; None for a model not loaded from a run
         self.run_id: str | None = None
+        self.run_dir: str | None = None  # the run directory ``load`` read it from
 
     # --------------------------------------------------------------------------------- config
 

@@ -18,6 +18,8 @@ from ..atomic import atomic_file
 from ..data.preprocess import check_compatible
 from .index import EmbeddingIndex
 
+_REPORT_CHUNK = 256  # reports per step of the progress bar
+
 
 def model_id(model, template: str | None = None) -> str:
     """Names the embedding space of a trained model: its weights' hash together with the
@@ -43,13 +45,19 @@ def embed_store(model, store, quiet: bool = False, batch_size: int = 256) -> np.
 def embed_reports(model, reports: Sequence[str], quiet: bool = False) -> np.ndarray:
     """Report embeddings ``(N, d)``: each text through the frozen language model (with the
     report template, as in training; its cache) and the text projection."""
+    from tqdm import tqdm
+
     reports = list(reports)
     if not reports:
         raise ValueError("no reports to embed")
-    if not quiet:
-        print(f"embedding {len(reports)} reports ...", file=sys.stderr, flush=True)
-    with torch.no_grad():
-        return model.encode_texts(reports).cpu().numpy()
+    out = []
+    with torch.no_grad(), tqdm(total=len(reports), disable=quiet, unit="report",
+                               desc="embedding reports", file=sys.stderr) as bar:
+        for start in range(0, len(reports), _REPORT_CHUNK):
+            chunk = reports[start:start + _REPORT_CHUNK]
+            out.append(model.encode_texts(chunk).cpu().numpy())
+            bar.update(len(chunk))
+    return np.concatenate(out)
 
 
 def embed_records(model, paths: Sequence, quiet: bool = False) -> np.ndarray:
