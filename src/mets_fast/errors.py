@@ -87,10 +87,20 @@ def add_run_flags(parser: argparse.ArgumentParser, quiet: bool = True) -> None:
 
 def positive_int(text: str) -> int:
     """An argparse ``type``: a whole number of at least 1 (``--threads``, ``--workers``)."""
+    return _whole(text, 1, "a positive integer")
+
+
+def seed(text: str) -> int:
+    """An argparse ``type``: a whole number of at least 0 (``--seed``: NumPy's generators take
+    no negative seed)."""
+    return _whole(text, 0, "a non-negative integer")
+
+
+def _whole(text: str, least: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
     return value

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import UsageError, add_run_flags, command
+from .errors import UsageError, add_run_flags, command, seed
 from .outputs import output_dir
 
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True,
                         help="synthetic, ptbxl:ROOT, mitbih:DIR or store:DIR")
     parser.add_argument("--out", help="write linear_probe.json here")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=seed, default=0,
                         help="seed of the label subsets and of the random encoder (0)")
     add_run_flags(parser)
     return parser

@@ -31,10 +31,10 @@ def output_file(path: str | os.PathLike, suffix: str, flag: str = "--out") -> Pa
     """`path` as a file a command may write (replacing one there): it ends in `suffix` and is
     not a directory."""
     path = Path(path)
-    if path.suffix != suffix:
-        raise UsageError(f"{flag} must name a {suffix} file, got {path}")
     if path.is_dir():
         raise UsageError(f"{flag} {path} is a directory; give a {suffix} file name")
+    if path.suffix != suffix:
+        raise UsageError(f"{flag} must name a {suffix} file, got {path}")
     _writable_parent(path, flag)
     return path
 

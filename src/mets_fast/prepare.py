@@ -29,7 +29,7 @@ from .data.preprocess import Settings
 from .data.records import standard_lead
 from .data.sources import SETTINGS, open_source
 from .data.sources.wfdb import read_reports_csv
-from .errors import UsageError, command, positive_int
+from .errors import UsageError, command, positive_int, seed
 from .signal._checks import MIN_FS
 
 
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "pay off for thousands of records)")
     common.add_argument("--threads", type=positive_int, default=None,
                         help="threads for the Numba kernels (default: all cores)")
-    common.add_argument("--seed", type=int, default=0, help="seed for splits and sampling")
+    common.add_argument("--seed", type=seed, default=0, help="seed for splits and sampling")
     common.add_argument("--overwrite", action="store_true", help="replace an existing store")
     common.add_argument("--quiet", action="store_true", help="no progress bar")
     sub = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import EXPECTED, UsageError, positive_int, run_cli
+from .errors import EXPECTED, UsageError, positive_int, run_cli, seed
 from .training.presets import NEGATIVES, PRESETS
 from .training.schedule import SCHEDULES
 
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     amp.add_argument("--no-amp", dest="amp", action="store_false", help="float32 throughout")
     add("--threads", type=positive_int,
         help="threads per process (default: the cores / processes)")
-    add("--seed", type=int, help="seed of the initialisation and the shuffling (0)")
+    add("--seed", type=seed, help="seed of the initialisation and the shuffling (0)")
     add("--out", help="run directory to create (default runs/<timestamp>)")
     add("--resume", action="store_true",
         help="continue the run in --out from its last checkpoint")

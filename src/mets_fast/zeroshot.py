@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError, add_run_flags, command, each
+from .errors import UsageError, add_run_flags, command, each, seed
 from .evaluation.tasks import KINDS
 from .jsonio import dumps, read_json, write_json
 from .outputs import output_dir
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "confusion_<task>.png) into this directory")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document on standard output and nothing else")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the balanced sets (0)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the balanced sets (0)")
     add_run_flags(parser)
     return parser
 

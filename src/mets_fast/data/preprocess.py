@@ -10,12 +10,13 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from ..signal import handle_nonfinite, resample, to_samples
+from ..signal import MIN_FS, handle_nonfinite, resample, to_samples
 from .records import STANDARD_LEADS, describe_faults, lead_faults, select_leads, standard_lead
 
 NORMALIZATIONS = ("lead", "record", "none")
 RESAMPLE_MARGIN = 1.0  # seconds kept past the crop for the resampling filter's reach
 MIN_SECONDS = 2.0  # a shorter recording holds under two heartbeats: nothing to score
+MAX_MV = 1e6  # a sample beyond a kilovolt is a wrong gain, not an ECG
 
 
 class Settings(NamedTuple):
@@ -188,6 +189,9 @@ def prepare_recording(signal: np.ndarray, fs: float, leads: Sequence[str],
     if not _positive(fs):
         raise ValueError(f"{name}: fs must be a positive number of Hz, got {fs!r}")
     fs = float(fs)
+    if fs < MIN_FS:
+        raise ValueError(f"{name} is sampled at {fs:g} Hz; at least {MIN_FS:g} Hz is needed (a "
+                         f"QRS complex is a sample or two wide below it)")
     if isinstance(leads, str):
         leads = [leads]
     leads = [standard_lead(str(n)) for n in leads]
@@ -215,6 +219,10 @@ def prepare_recording(signal: np.ndarray, fs: float, leads: Sequence[str],
         first = faults if x.ndim == 2 else faults[int(np.argmax(dead))]
         raise ValueError(f"{name} has no usable lead{which}: {describe_faults(first, leads)}")
     x = np.where((faults != "")[..., None], 0.0, x)
+    peak = float(np.nanmax(np.abs(np.where(np.isfinite(x), x, 0.0))))
+    if peak > MAX_MV:  # squared in float32 by the normalisation, it would overflow
+        raise ValueError(f"{name} holds samples of up to {peak:.3g} mV, which no ECG has (is its "
+                         f"gain, units per mV, right?)")
     _warn_unused(name, [n for n in settings.leads if n not in leads], faults, leads)
     if seconds < settings.seconds:
         warnings.warn(f"{name} lasts {seconds:.3g} s, less than the model's {settings.seconds:g} "

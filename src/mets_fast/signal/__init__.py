@@ -8,7 +8,7 @@ first use and cached on disk, and run rows in parallel on Numba's threads
 
 from .beats import Beats, heart_rate, rr_intervals, segment_beats
 from .filters import bandpass, clean, notch, remove_baseline
-from ._checks import handle_nonfinite
+from ._checks import MIN_FS, handle_nonfinite
 from .peaks import detect_rpeaks
 from .resample import resample, resampled_length, to_samples
 from .scoring import BeatMatch, match_beats
@@ -29,4 +29,5 @@ __all__ = [
     "resampled_length",
     "to_samples",
     "handle_nonfinite",
+    "MIN_FS",
 ]

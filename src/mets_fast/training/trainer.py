@@ -99,6 +99,8 @@ def _check(c: TrainConfig) -> None:
         raise ValueError(f"warmup is a fraction of the steps, below 1; got {c.warmup}")
     if c.negatives not in NEGATIVES:
         raise ValueError(f"--negatives must be one of {NEGATIVES}, got {c.negatives!r}")
+    if isinstance(c.seed, bool) or not isinstance(c.seed, int) or c.seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer, got {c.seed!r}")
     if c.threads is not None and (not isinstance(c.threads, int) or c.threads < 1):
         raise ValueError(f"--threads must be a positive integer, got {c.threads!r}")
 
