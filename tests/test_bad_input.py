@@ -341,6 +341,30 @@ def test_damaged_runs_are_refused_naming_the_file(name, damage, phrase, trained,
     assert str(run) in str(caught.value)
 
 
+MODEL_CALLS = [
+    # (name, call(model, run), exception, phrase)
+    ("load given a file", lambda m, r: __import__("mets_fast").load(r / "config.json"),
+     ValueError, "is a file; a run is a directory"),
+    ("embed_ecgs of NaN ECGs",
+     lambda m, r: m.embed_ecgs(np.full((3, 12, 1000), np.nan, np.float32)), ValueError,
+     "ECG 0 holds NaN or inf: make ECGs with model.preprocess"),
+    ("zero-shot classes as a set (no order)",
+     lambda m, r: __import__("mets_fast").ZeroShotClassifier(m, {"a", "b"}), TypeError,
+     "classes must be ordered"),
+    ("zero-shot class with no description",
+     lambda m, r: __import__("mets_fast").ZeroShotClassifier(m, {"a": [], "b": ["x"]}),
+     ValueError, "class 'a' needs at least one non-empty description"),
+]
+
+
+@pytest.mark.parametrize("name,call,error,phrase", MODEL_CALLS, ids=[r[0] for r in MODEL_CALLS])
+def test_model_calls_bad_input(name, call, error, phrase, trained):
+    import mets_fast
+
+    with pytest.raises(error, match=re.escape(phrase)):
+        call(mets_fast.load(trained), trained)
+
+
 # ------------------------------------------------------------------------ damaged indexes
 
 def _saved_index(tmp_path, kind="flat"):
@@ -481,7 +505,18 @@ RECORDS = [
      "mV, which no ECG has (is its gain"),
     ("read_record at a rate of a record with no usable lead",
      lambda f: read_record(f["dead"], fs=100), "has no usable lead"),
+    ("a header declaring a trillion samples (nothing is allocated for them)",
+     lambda f: read_record(_header_of_a_trillion_samples(f["tmp"])),
+     "big.dat holds 100 bytes, the header needs 2000000000000"),
+    ("an empty batch", lambda f: _preprocess(np.zeros((0, 12, 1000)), 500, _settings().leads),
+     "none of them 0, got shape (0, 12, 1000)"),
 ]
+
+
+def _header_of_a_trillion_samples(tmp):
+    (tmp / "big.hea").write_text("big 1 500 1000000000000\nbig.dat 16 1000 16 0 0 0 0 I\n")
+    (tmp / "big.dat").write_bytes(b"\0" * 100)
+    return tmp / "big"
 
 
 def _model_windows(f, path):
@@ -497,7 +532,7 @@ def test_bad_records_and_leads(name, call, phrase, twelve_lead, make_ecg, write_
                                tmp_path):
     x = _twelve(make_ecg)
     dead = write_record(tmp_path / "dead", "dead", np.zeros((2, 5000)), 500, ["I", "II"])
-    fixtures = {"x": x, "record": twelve_lead[0], "dead": dead}
+    fixtures = {"x": x, "record": twelve_lead[0], "dead": dead, "tmp": tmp_path}
     with pytest.raises(ValueError, match=re.escape(phrase)):
         call(fixtures)
 

@@ -183,9 +183,9 @@ def prepare_recording(signal: np.ndarray, fs: float, leads: Sequence[str],
     x = np.asarray(signal)
     if x.dtype.kind not in "iuf":
         raise TypeError(f"{name}: signal must be a numeric array, got dtype {x.dtype}")
-    if x.ndim not in (2, 3) or x.shape[-1] == 0:
-        raise ValueError(f"{name}: signal must be (leads, samples) or (n, leads, samples), got "
-                         f"shape {x.shape}")
+    if x.ndim not in (2, 3) or 0 in x.shape:
+        raise ValueError(f"{name}: signal must be (leads, samples) or (n, leads, samples), "
+                         f"none of them 0, got shape {x.shape}")
     if not _positive(fs):
         raise ValueError(f"{name}: fs must be a positive number of Hz, got {fs!r}")
     fs = float(fs)

@@ -59,11 +59,16 @@ def read_plain(base: Path, header_file: Path) -> tuple | None:
         files.setdefault((f[0], f[1]), []).append(k)
         names.append(" ".join(f[8:]))
         scale.append((gain or 200.0, baseline))  # a gain of 0 means WFDB's default, 200
-    signal = np.empty((n_sig, sig_len))
+    decoded = {}
     for (file_name, fmt), channels in files.items():
         data_file = base.parent / file_name
         require_file(data_file, header_file)
-        digital = _decode(data_file, fmt, len(channels), sig_len, base)
+        # decoded before anything is allocated: a header's sample count is only as good as
+        # the file that bears it out
+        decoded[file_name, fmt] = _decode(data_file, fmt, len(channels), sig_len, base)
+    signal = np.empty((n_sig, sig_len))
+    for (file_name, fmt), channels in files.items():
+        digital = decoded[file_name, fmt]
         for column, k in enumerate(channels):
             gain, baseline = scale[k]
             row = (digital[:, column] - baseline) / gain

@@ -114,6 +114,9 @@ def check_classes(classes) -> dict:
     if isinstance(classes, str):
         raise TypeError("classes must be a list of names or a mapping name -> descriptions, "
                         "not one string")
+    if isinstance(classes, (set, frozenset)):
+        raise TypeError("classes must be ordered (a list or a mapping), not a set: the columns "
+                        "of the probabilities follow their order")
     if isinstance(classes, Mapping):
         items = list(classes.items())
     else:

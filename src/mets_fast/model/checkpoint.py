@@ -13,6 +13,10 @@ A run directory holds::
     checkpoints/epoch-NNNN/
         model.safetensors, optimizer.safetensors, state.json (epoch, step, RNG and optimizer
         settings, sizes and hashes of the two weight files)
+    .lock                held by the process training the run
+
+Each safetensors file records the SHA-256 of its tensors in its own header
+(:func:`mets_fast.checksums.tensor_bytes`): a copy damaged anywhere is refused on load.
 
 A checkpoint is written into a hidden temporary directory and renamed into place
 (:mod:`mets_fast.atomic`), so one that exists is complete; ``model.safetensors`` beside
@@ -124,6 +128,9 @@ def read_config(run_dir: str | os.PathLike) -> dict:
     """A run directory's ``config.json``, checked: the directory is a run, of a format version
     this mets_fast reads."""
     run_dir = Path(run_dir)
+    if run_dir.is_file():
+        raise ValueError(f"{run_dir} is a file; a run is a directory (what `python -m "
+                         f"mets_fast.train --out DIR` writes)")
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory not found: {run_dir}")
     path = run_dir / CONFIG

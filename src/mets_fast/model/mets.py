@@ -162,6 +162,10 @@ class METSModel(nn.Module):
                 chunk = ecgs[start:start + batch_size]
                 if not isinstance(chunk, Tensor):
                     chunk = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32))
+                if not bool(torch.isfinite(chunk).all()):
+                    bad = start + int((~torch.isfinite(chunk)).flatten(1).any(1).nonzero()[0])
+                    raise ValueError(f"ECG {bad} holds NaN or inf: make ECGs with "
+                                     f"model.preprocess, which fills or zeroes invalid samples")
                 half = amp and (self.device.type != "cpu" or len(chunk) >= AMP_MIN_BATCH)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=half):
                     out.append(self.encode_ecg(chunk.float()))
