@@ -4,6 +4,7 @@
     python -m mets_fast.prepare ptbxl /data/ptb-xl --out stores/ptbxl
     python -m mets_fast.prepare mitbih /data/mitdb --out stores/mitbih
     python -m mets_fast.prepare wfdb rec1 rec2 ... --out stores/mine [--reports reports.csv]
+    python -m mets_fast.prepare challenge /data/cinc2021/training --out stores/challenge
 
 Every ECG is resampled to --fs (100 Hz by default), cleaned (baseline removal, 0.5-40 Hz
 band-pass, power-line notch: 50 Hz, 60 Hz for MIT-BIH, recorded in the Americas), normalised
@@ -60,7 +61,8 @@ def settings_of(args) -> Settings:
     if args.source == "synthetic" and args.n < 1:
         raise UsageError(f"--n must be a positive number of ECGs, got {args.n}")
     if args.workers > 1 and args.source in ("synthetic", "mitbih"):
-        raise UsageError(f"--workers applies to ptbxl and wfdb (processes reading records); "
+        raise UsageError(f"--workers applies to ptbxl, wfdb and challenge (processes reading "
+                         f"records); "
                          f"{args.source} is prepared in one process, whose Numba kernels use "
                          f"--threads")
     powerline = args.powerline if args.powerline is not None else (default.powerline or 0.0)
@@ -118,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--powerline", type=float, default=None,
                         help="power-line frequency of the notch in Hz (50; MIT-BIH 60; 0: off)")
     common.add_argument("--workers", type=positive_int, default=1,
-                        help="processes reading records, ptbxl and wfdb only (spawned; 1: they "
-                             "pay off for thousands of records)")
+                        help="processes reading records, ptbxl, wfdb and challenge only "
+                             "(spawned; 1: they pay off for thousands of records)")
     common.add_argument("--threads", type=positive_int, default=None,
                         help="threads for the Numba kernels (default: all cores)")
     common.add_argument("--seed", type=seed, default=0, help="seed for splits and sampling")
@@ -146,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="WFDB records (with or without .hea)")
     s.add_argument("--reports", type=Path, default=None,
                    help="CSV with 'record' and 'report' columns (else each header's comments)")
+    s = sub.add_parser("challenge", parents=[common],
+                       help="PhysioNet/CinC Challenge 2020/2021 trees (.hea + .mat)")
+    s.add_argument("paths", nargs="+", type=Path, metavar="ROOT",
+                   help="folders searched recursively for records (every database mixed)")
     return parser
 
 

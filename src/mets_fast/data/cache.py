@@ -12,7 +12,7 @@ from pathlib import Path
 from ..paths import default_cache_dir
 from .ingest import write_store
 from .preprocess import Settings
-from .sources import SETTINGS, mitbih, open_source
+from .sources import SETTINGS, challenge, mitbih, open_source
 from .sources.synthetic import CORPUS_SIZE
 from .spec import DataSpec
 from .splits import SPLIT_SCHEME
@@ -73,6 +73,8 @@ def _fingerprint(spec: DataSpec) -> list:
     edited data set is prepared again."""
     if spec.kind == "mitbih":
         files = [f for h in mitbih.mitbih_headers(spec.path) for f in (h, h.with_suffix(".atr"))]
+    elif spec.kind == "challenge":
+        files = challenge.challenge_headers([spec.path])
     else:
         files = [spec.path / name for name in ("ptbxl_database.csv", "scp_statements.csv")]
     return [(f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in files if f.is_file()]

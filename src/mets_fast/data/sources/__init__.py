@@ -5,7 +5,8 @@
 - ``synthetic``: the embedded synthetic corpus;
 - ``ptbxl``: PTB-XL from its root directory;
 - ``mitbih``: MIT-BIH-format records with beat annotations, windowed;
-- ``wfdb``: any WFDB records.
+- ``wfdb``: any WFDB records;
+- ``challenge``: PhysioNet/CinC Challenge 2020/2021 trees (WFDB headers over ``.mat`` files).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from pathlib import Path
 from typing import Sequence
 
 from ..preprocess import Settings
-from . import mitbih, ptbxl, synthetic, wfdb
+from . import challenge, mitbih, ptbxl, synthetic, wfdb
 from .items import Item, Source, skipped
 
-_MODULES = {"synthetic": synthetic, "ptbxl": ptbxl, "mitbih": mitbih, "wfdb": wfdb}
+_MODULES = {"synthetic": synthetic, "ptbxl": ptbxl, "mitbih": mitbih, "wfdb": wfdb,
+            "challenge": challenge}
 SOURCES = tuple(_MODULES)
 SETTINGS = {kind: module.SETTINGS for kind, module in _MODULES.items()}
 
@@ -27,7 +29,8 @@ def open_source(kind: str, settings: Settings, *, root: Path | None = None,
                 workers: int = 1, rate: int | None = None, step: float | None = None,
                 windows: str = "beats", reports: dict | None = None) -> Source:
     """The source of one kind (``"synthetic"``: `n` ECGs of the embedded corpus; ``"ptbxl"``
-    and ``"mitbih"``: the data set at `root`; ``"wfdb"``: the records at `paths`)."""
+    and ``"mitbih"``: the data set at `root`; ``"wfdb"``: the records at `paths`;
+    ``"challenge"``: the trees at `paths`, or at `root`)."""
     if kind == "synthetic":
         return synthetic.source(settings, n, seed=seed)
     if kind == "ptbxl":
@@ -36,6 +39,8 @@ def open_source(kind: str, settings: Settings, *, root: Path | None = None,
         return mitbih.source(settings, root, seed=seed, step=step, windows=windows)
     if kind == "wfdb":
         return wfdb.source(settings, paths, seed=seed, workers=workers, reports=reports)
+    if kind == "challenge":
+        return challenge.source(settings, paths or [root], seed=seed, workers=workers)
     raise ValueError(f"unknown source {kind!r}; expected one of {SOURCES}")
 
 

@@ -53,14 +53,15 @@ def read_fitted(args) -> Fitted:
                   min(samples, record.signal.shape[1]), record.comments, None)
 
 
-def read_many(tasks: list, workers: int) -> Iterable:
-    """:func:`read_fitted` over `tasks`, in order: in this process, or in `workers` spawned
+def read_many(tasks: list, workers: int, read=read_fitted) -> Iterable:
+    """``read`` (:func:`read_fitted` by default; a module-level function, which spawned
+    processes can import) over `tasks`, in order: in this process, or in `workers` spawned
     ones."""
     if workers <= 1:
-        yield from map(read_fitted, tasks)
+        yield from map(read, tasks)
         return
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        yield from pool.map(read_fitted, tasks, chunksize=16)
+        yield from pool.map(read, tasks, chunksize=16)
 
 
 def wfdb_source(paths: list, settings: Settings, seed: int, workers: int,
