@@ -100,6 +100,34 @@ def write_record():
     return _write_record
 
 
+def _write_challenge(folder, name, signal, fs, codes, *, gain=1000.0, georgia_2020=False,
+                    dx_key="# Dx:", age="63", sex="Female"):
+    """A Challenge record: ``<name>.mat`` (MATLAB v4, ``val`` int16 leads x samples) and its
+    header, as the 2021 release writes them (or with the 2020 Georgia record line)."""
+    import scipy.io
+
+    from mets_fast.data.records import STANDARD_LEADS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    val = np.round(np.asarray(signal) * gain).astype(np.int16)
+    scipy.io.savemat(str(folder / f"{name}.mat"), {"val": val}, format="4")
+    n_sig, n = val.shape
+    first = (f"{name}.mat {n_sig} {fs:g} {n} 05-May-2020 14:50:55" if georgia_2020
+             else f"{name} {n_sig} {fs:g} {n}")
+    gain_text = f"{gain:g}/mV" if georgia_2020 else f"{gain:g}(0)/mV"
+    lines = [first] + [f"{name}.mat 16x1+24 {gain_text} 16 0 {int(val[k, 0])} 0 0 {lead}"
+                       for k, lead in enumerate(STANDARD_LEADS[:n_sig])]
+    lines += [f"# Age: {age}", f"# Sex: {sex}", f"{dx_key} {','.join(codes)}", "# Rx: Unknown"]
+    (folder / f"{name}.hea").write_text("\n".join(lines) + "\n")
+    return folder / name
+
+
+@pytest.fixture(scope="session")
+def write_challenge():
+    """write_challenge(folder, name, signal mV, fs, codes, ...): a Challenge record."""
+    return _write_challenge
+
+
 @pytest.fixture
 def twelve_lead(tmp_path, make_ecg):
     """A 10 s, 500 Hz, 12-lead WFDB record written by the test: (path, signal)."""

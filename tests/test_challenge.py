@@ -4,7 +4,6 @@ skipped and counted, and the shared sample of 50 real records."""
 
 import numpy as np
 import pytest
-import scipy.io
 
 from mets_fast.data import ECGStore
 from mets_fast.data.records import STANDARD_LEADS
@@ -13,26 +12,8 @@ from mets_fast.data.sources.challenge import (challenge_labels, database_of, rea
 from mets_fast.prepare import main as prepare_main
 
 
-def write_challenge(folder, name, signal, fs, codes, *, gain=1000.0, georgia_2020=False,
-                    dx_key="# Dx:", age="63", sex="Female"):
-    """A Challenge record: ``<name>.mat`` (MATLAB v4, ``val`` int16 leads x samples) and its
-    header, as the 2021 release writes them (or with the 2020 Georgia record line)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    val = np.round(np.asarray(signal) * gain).astype(np.int16)
-    scipy.io.savemat(str(folder / f"{name}.mat"), {"val": val}, format="4")
-    n_sig, n = val.shape
-    first = (f"{name}.mat {n_sig} {fs:g} {n} 05-May-2020 14:50:55" if georgia_2020
-             else f"{name} {n_sig} {fs:g} {n}")
-    gain_text = f"{gain:g}/mV" if georgia_2020 else f"{gain:g}(0)/mV"
-    lines = [first] + [f"{name}.mat 16x1+24 {gain_text} 16 0 {int(val[k, 0])} 0 0 {lead}"
-                       for k, lead in enumerate(STANDARD_LEADS[:n_sig])]
-    lines += [f"# Age: {age}", f"# Sex: {sex}", f"{dx_key} {','.join(codes)}", "# Rx: Unknown"]
-    (folder / f"{name}.hea").write_text("\n".join(lines) + "\n")
-    return folder / name
-
-
 @pytest.fixture
-def tree(tmp_path, make_ecg):
+def tree(tmp_path, make_ecg, write_challenge):
     """A small mixed tree: CPSC2018 (15 s), a 2020 Georgia header (gain 4880/mV, #Dx:), an
     INCART-like record (257 Hz, 60 s), a record with an unknown code and merged equivalents,
     and a header whose .mat is missing."""
@@ -99,7 +80,8 @@ def test_prepare_challenge_mixes_databases_windows_and_skips(tree, tmp_path, cap
     assert store.signals.shape[1:] == (12, 1000) and np.isfinite(store.signals[:]).all()
 
 
-def test_damaged_challenge_records_are_skipped_with_their_reason(tmp_path, make_ecg, capsys):
+def test_damaged_challenge_records_are_skipped_with_their_reason(tmp_path, make_ecg, capsys,
+                                                                 write_challenge):
     x, _ = make_ecg(500, seconds=10, seed=1)
     good = write_challenge(tmp_path / "t", "A0002", np.stack([x] * 12), 500, ["164889003"])
     short = write_challenge(tmp_path / "t", "A0003", np.stack([x] * 12), 500, ["164889003"])
@@ -131,3 +113,60 @@ def test_the_shared_sample_is_stored_whole_with_its_labels(shared_data, tmp_path
         assert row["dx"] + row["dx_unknown"] == merged
         assert row["report"] == " ".join(f"{labels.names[c]}." for c in row["dx"])
     assert set(store.meta["database"]) == {"Georgia", "PTB-XL", "Chapman-Shaoxing/Ningbo"}
+
+
+def _challenge_metric_by_the_definition(weights, labels, outputs, normal):
+    """The Challenge's definition written out loop by loop (its evaluate_model.py's
+    structure), as the reference for the vectorised metric."""
+    def confusion(out):
+        n, c = labels.shape
+        a = np.zeros((c, c))
+        for i in range(n):
+            norm = float(max(np.sum(labels[i] | out[i]), 1))
+            for j in range(c):
+                if labels[i, j]:
+                    for k in range(c):
+                        if out[i, k]:
+                            a[j, k] += 1.0 / norm
+        return a
+
+    observed = np.nansum(weights * confusion(outputs))
+    correct = np.nansum(weights * confusion(labels))
+    inactive = np.zeros_like(labels)
+    inactive[:, normal] = True
+    idle = np.nansum(weights * confusion(inactive))
+    return 0.0 if correct == idle else (observed - idle) / (correct - idle)
+
+
+def test_the_challenge_metric_follows_its_definition():
+    from mets_fast.evaluation.metrics import challenge_score
+
+    w = challenge_labels().weights
+    normal = challenge_labels().scored.index("426783006")
+    c = w.shape[0]
+    # hand-made: perfect, only normal, everything, nothing, a partial-credit neighbour
+    labels = np.zeros((4, c), bool)
+    labels[0, 0] = labels[1, [1, 5]] = labels[2, normal] = labels[3, 3] = True
+    assert challenge_score(labels, labels, w, normal) == pytest.approx(1.0)
+    only_normal = np.zeros_like(labels)
+    only_normal[:, normal] = True
+    assert challenge_score(labels, only_normal, w, normal) == pytest.approx(0.0)
+    neighbour = labels.copy()
+    neighbour[0] = False
+    neighbour[0, 1] = True  # AF called atrial flutter: 0.5 credit in weights.csv
+    expected = _challenge_metric_by_the_definition(w, labels, neighbour, normal)
+    assert challenge_score(labels, neighbour, w, normal) == pytest.approx(expected)
+    assert 0 < expected < 1
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        labels = rng.random((60, c)) < 0.08
+        outputs = rng.random((60, c)) < rng.uniform(0.01, 0.5)
+        labels[:3] = False  # recordings with no scored label
+        for out in (outputs, np.ones_like(outputs), np.zeros_like(outputs)):
+            assert challenge_score(labels, out, w, normal) == pytest.approx(
+                _challenge_metric_by_the_definition(w, labels, out, normal), abs=1e-12)
+    same = np.zeros((2, c), bool)
+    same[:, normal] = True  # every recording normal: correct == inactive -> 0
+    assert challenge_score(same, same, w, normal) == 0.0
+    with pytest.raises(ValueError, match="must be"):
+        challenge_score(labels, outputs[:, :3], w, normal)

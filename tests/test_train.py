@@ -242,3 +242,64 @@ def test_a_two_process_run_completes_and_writes_one_run(tiny_lm, tmp_path):
     assert [p.name for p in checkpoint.committed_checkpoints(out)] == ["epoch-0001"]
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
     mets_fast.load(out)
+
+
+def test_stacked_signals_read_as_the_concatenated_arrays(tmp_path):
+    from mets_fast.data import ECGStore
+
+    rng = np.random.default_rng(0)
+    parts, paths = [], []
+    for k, n in enumerate((5, 1, 7)):
+        x = rng.standard_normal((n, 2, 10)).astype(np.float32)
+        path = tmp_path / f"s{k}"
+        with StoreWriter(path, n, ["I", "II"], 10, 100.0, "float32") as w:
+            w.signals[:] = x
+            w.set_meta(pd.DataFrame([{"id": f"{k}-{i}", "report": "r", "report_clean": "r",
+                                      "split": "train", "source": f"src{k}", "superclass": [],
+                                      "subclass": [], "form": [], "rhythm": []}
+                                     for i in range(n)]))
+        parts.append(x)
+        paths.append(path)
+    store = ECGStore.concat([ECGStore.open(p) for p in paths])
+    whole = np.concatenate(parts)
+    assert len(store) == 13 and store.signals.shape == whole.shape
+    for key in (np.array([12, 0, 5, 5, 6]), slice(3, 9), slice(None), np.arange(13)[::-2],
+                np.array([], dtype=int)):
+        np.testing.assert_array_equal(store.signals[key], whole[key])
+    np.testing.assert_array_equal(store.signals[6], whole[6])
+    assert store.meta["source"].tolist() == ["src0"] * 5 + ["src1"] + ["src2"] * 7
+    with pytest.raises(IndexError):
+        store.signals[np.array([13])]
+    with StoreWriter(tmp_path / "other", 2, ["I"], 10, 100.0, "float32") as w:
+        w.signals[:] = 0
+        w.set_meta(pd.DataFrame([{"id": f"o{i}", "report": "r", "report_clean": "r",
+                                  "split": "train", "source": "o", "superclass": [],
+                                  "subclass": [], "form": [], "rhythm": []} for i in range(2)]))
+    with pytest.raises(ValueError, match="hold ECGs of other shapes"):
+        ECGStore.concat([ECGStore.open(paths[0]), ECGStore.open(tmp_path / "other")])
+
+
+def test_several_data_sources_train_together(tiny_lm, tmp_path, capsys, make_ecg,
+                                             write_challenge):
+    from mets_fast.prepare import main as prepare_main
+
+    for k in range(40):
+        x, _ = make_ecg(500, seconds=10, seed=k)
+        write_challenge(tmp_path / "tree", f"A{k:04d}", np.stack([x] * 12), 500,
+                        [("164889003", "426783006", "427084000")[k % 3]])
+    assert prepare_main(["challenge", str(tmp_path / "tree"), "--out", str(tmp_path / "ch"),
+                         "--quiet"]) == 0
+    out = tmp_path / "run"
+    argv = ["--preset", "smoke", "--corpus-size", "160", "--batch-size", "16", "--lm",
+            str(tiny_lm), "--out", str(out), "--data", "synthetic", "--data",
+            f"store:{tmp_path / 'ch'}"]
+    assert train_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "training on" in printed and "of 2 sources: synthetic" in printed
+    assert "challenge" in printed.split("sources:")[1].splitlines()[0]
+    saved = json.loads((out / "args.json").read_text())
+    assert saved["data"] == ["synthetic", f"store:{tmp_path / 'ch'}"]
+    assert train_main(argv + ["--resume", "--epochs", "1"]) == 0  # the list compares equal
+    assert train_main(["--data", "synthetic", "--data", "synthetic", "--out",
+                       str(tmp_path / "r2")]) == 2
+    assert "names 'synthetic' twice" in capsys.readouterr().err

@@ -27,8 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Flags left out take the preset's value (see mets_fast/training/presets.py).")
     add = parser.add_argument
-    add("--data", default="synthetic",
-        help="synthetic (default), ptbxl:ROOT, mitbih:ROOT or store:DIR (a prepared store)")
+    add("--data", action="append",
+        help="synthetic (default), ptbxl:ROOT, mitbih:ROOT, challenge:ROOT or store:DIR (a "
+             "prepared store); give it several times to train on several sources together")
     add("--preset", choices=sorted(PRESETS), default="default",
         help="default (sized to a 2-core CPU), paper (Li et al. 2023) or smoke (one short epoch)")
     add("--epochs", type=int, help="passes over the training split")
@@ -73,7 +74,7 @@ def _run(args) -> int:
     if args.resume and not args.out:
         raise UsageError("--resume continues the run in --out: give --out RUN_DIR")
     try:
-        config = resolve(**vars(args))
+        config = resolve(**{**vars(args), "data": args.data or "synthetic"})
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     fit(config)

@@ -130,6 +130,58 @@ class ECGStore:
         return (f"ECGStore({str(self.path)!r}, n={len(self)}, leads={len(self.leads)}, "
                 f"samples={self.manifest['samples']}, fs={self.fs:g})")
 
+    @classmethod
+    def concat(cls, stores: list) -> "ECGStore":
+        """Several stores read as one, in order (rows of the second follow the first's), each
+        row keeping its split; for training on several sources.  The stores must hold ECGs of
+        one shape (leads, samples, rate, sample type); the preprocessing recorded is the
+        first's.  Nothing is copied: ``signals`` gathers from each store's memory map."""
+        stores = list(stores)
+        if len(stores) == 1:
+            return stores[0]
+        first = stores[0]
+        shape = (first.leads, first.manifest["samples"], first.fs, first.manifest["dtype"])
+        for other in stores[1:]:
+            theirs = (other.leads, other.manifest["samples"], other.fs, other.manifest["dtype"])
+            if theirs != shape:
+                raise ValueError(f"the stores {first.path} and {other.path} hold ECGs of other "
+                                 f"shapes (leads, samples, Hz, type: {shape} and {theirs}): "
+                                 f"prepare them with the same settings to train on both")
+        manifest = {**first.manifest, "n": sum(len(x) for x in stores),
+                    "parts": [str(x.path) for x in stores]}
+        meta = pd.concat([x.meta for x in stores], ignore_index=True)
+        mask = np.concatenate([x.lead_mask for x in stores])
+        return cls(first.path, manifest, StackedSignals([x.signals for x in stores]), meta,
+                   mask)
+
+
+class StackedSignals:
+    """The signals of several stores as one ``(N, leads, samples)`` array for reading: an
+    integer, a slice or an array of row numbers gives a NumPy array, gathered from each
+    store's memory map (no copy of the stores)."""
+
+    def __init__(self, parts: list):
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [len(p) for p in parts])
+        self.shape = (int(self.offsets[-1]),) + tuple(parts[0].shape[1:])
+        self.dtype = parts[0].dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            return self[np.array([key])][0]
+        rows = np.arange(self.shape[0])[key] if isinstance(key, slice) else np.asarray(key)
+        if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= self.shape[0])):
+            raise IndexError(f"rows must be a 1-d array within [0, {self.shape[0]})")
+        out = np.empty((len(rows),) + self.shape[1:], dtype=self.dtype)
+        part = np.searchsorted(self.offsets, rows, side="right") - 1
+        for k in np.unique(part):
+            where = part == k
+            out[where] = self.parts[k][rows[where] - self.offsets[k]]
+        return out
+
 
 def _open_signals(path: Path, shape: tuple, dtype: np.dtype) -> np.ndarray:
     """signals.npy memory-mapped, after checking that the file holds what the manifest says

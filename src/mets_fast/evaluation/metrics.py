@@ -55,3 +55,41 @@ def hit_rates(found: np.ndarray, own: np.ndarray, ks: Sequence[int] = (1, 5, 10)
     results}`` for each k, `found` being the ranked ids ``(Q, >= max(ks))``."""
     hits = found == np.asarray(own)[:, None]
     return {f"recall@{k}": float(hits[:, :k].any(1).mean()) for k in ks}
+
+
+def challenge_score(labels: np.ndarray, outputs: np.ndarray, weights: np.ndarray,
+                    normal: int) -> float:
+    """The PhysioNet/CinC Challenge 2020/2021 metric of binary multi-label outputs.
+
+    Args:
+        labels: ``(N, C)`` 0/1, the true classes of each recording (the Challenge's scored
+            classes, equivalent codes merged).
+        outputs: ``(N, C)`` 0/1, the classes the model gives each recording.
+        weights: ``(C, C)``, the credit of output class k for true class j (``weights.csv``:
+            1 on the diagonal, partial credit between similar classes).
+        normal: the column of the normal class (sinus rhythm, ``426783006``).
+
+    Each recording spreads one unit of credit over the (true, output) pairs it holds: pair
+    (j, k) counts ``1 / |true or output classes|`` (a modified confusion matrix A); the score
+    ``sum(W * A)`` is normalised so that outputting the true labels scores 1 and outputting
+    only the normal class scores 0 (0 where the two coincide), as the Challenge's
+    ``compute_challenge_metric`` (vectorised here, the same numbers)."""
+    labels = np.asarray(labels, dtype=bool)
+    outputs = np.asarray(outputs, dtype=bool)
+    weights = np.asarray(weights, dtype=np.float64)
+    if labels.ndim != 2 or labels.shape != outputs.shape or \
+            weights.shape != (labels.shape[1],) * 2:
+        raise ValueError(f"labels and outputs must be (N, C) and weights (C, C), got "
+                         f"{labels.shape}, {outputs.shape} and {weights.shape}")
+    if not 0 <= normal < labels.shape[1]:
+        raise ValueError(f"normal must be a column of the {labels.shape[1]} classes, got "
+                         f"{normal}")
+
+    def credit(out: np.ndarray) -> float:
+        share = 1.0 / np.maximum((labels | out).sum(1), 1)
+        return float(np.nansum(weights * ((labels * share[:, None]).T @ out)))
+
+    inactive = np.zeros_like(outputs)
+    inactive[:, normal] = True
+    correct, idle = credit(labels), credit(inactive)
+    return 0.0 if correct == idle else (credit(outputs) - idle) / (correct - idle)

@@ -18,6 +18,7 @@ import torch
 from ..atomic import lock, remove_stale, write_text
 from ..data.cache import prepared_store
 from ..data.preprocess import store_settings
+from ..data.sources import SETTINGS
 from ..data.spec import parse_data
 from ..data.store import ECGStore
 from ..evaluation.evaluate import evaluate
@@ -35,7 +36,7 @@ from .schedule import learning_rate
 # result (device, threads, output, verbosity) besides the seed.
 _RUN_FIELDS = [("lm", str), ("device", str), ("threads", "int | None"), ("seed", int),
                ("out", str), ("resume", bool), ("quiet", bool)]
-TrainConfig = NamedTuple("TrainConfig", [("data", str), ("preset", str),
+TrainConfig = NamedTuple("TrainConfig", [("data", "str | list"), ("preset", str),
                                          *Preset.__annotations__.items(), *_RUN_FIELDS])
 TrainConfig.__doc__ = """Every setting of a run (``args.json``): the data, the preset's name,
 its settings resolved (:class:`~mets_fast.training.presets.Preset`), then the run's own."""
@@ -58,10 +59,39 @@ class TrainingError(RuntimeError):
     """A run that cannot go on (a non-finite loss); the message says where and why."""
 
 
-def resolve(data: str = "synthetic", preset: str = "default", **overrides) -> TrainConfig:
-    """A full configuration: the preset's values for the data's kind, then `overrides` (None
-    values ignored)."""
-    kind = parse_data(data).kind
+def data_list(data) -> list:
+    """``--data`` as a list of values (a run's ``data`` is one value, or a list of several)."""
+    return [data] if isinstance(data, str) else list(data)
+
+
+def prepared_stores(specs: list, n: int, quiet: bool) -> list:
+    """The store of each data spec, all prepared with the first one's settings (each source
+    keeping its own power-line frequency, a property of where it was recorded), so that their
+    ECGs can be batched together."""
+    if len(specs) == 1:
+        return [prepared_store(specs[0], n=n, quiet=quiet)]
+    first = specs[0]
+    settings = (store_settings(ECGStore.open(first.path)) if first.kind == "store"
+                else SETTINGS[first.kind])
+    return [prepared_store(s, n=n, quiet=quiet,
+                           settings=None if s.kind == "store" else
+                           settings._replace(powerline=SETTINGS[s.kind].powerline))
+            for s in specs]
+
+
+def resolve(data: str | list = "synthetic", preset: str = "default",
+            **overrides) -> TrainConfig:
+    """A full configuration: the preset's values for the data's kind (several ``data`` values
+    of different kinds: the preset as it is), then `overrides` (None values ignored)."""
+    values = data_list(data)
+    if not values:
+        raise ValueError("--data: give at least one source")
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:
+        raise ValueError(f"--data names {twice[0]!r} twice")
+    kinds = {parse_data(d).kind for d in values}
+    kind = kinds.pop() if len(kinds) == 1 else "mixed"
+    data = values[0] if len(values) == 1 else values
     values = preset_for(preset, kind)._asdict()
     values.update({k: v for k, v in overrides.items() if v is not None and k in values})
     rest = {"lm": "default", "device": "cpu", "threads": None, "seed": 0, "out": None,
@@ -132,28 +162,32 @@ class _Run:
     def __init__(self, config: TrainConfig, world: distributed.World):
         self.c, self.world = config, world
         self.out = Path(config.out)
-        spec = parse_data(config.data)
+        specs = [parse_data(d) for d in data_list(config.data)]
         if config.batch_size % world.size:
             raise ValueError(f"--batch-size {config.batch_size} (the global batch) must divide "
                              f"evenly over {world.size} processes")
-        self.spec = spec
+        self.specs = specs
         self._lock, self._made = None, False
         self.resuming = self._check_out(config.resume)
 
     def prepare(self) -> None:
         """Takes the run directory, then the data and the reports' embeddings."""
-        config, world, spec = self.c, self.world, self.spec
+        config, world = self.c, self.world
         distributed.barrier(world)
         if world.main:
             self._take_out()
         set_threads(config.threads)
         if world.main:
-            path = prepared_store(spec, n=config.corpus_size, quiet=config.quiet)
+            paths = prepared_stores(self.specs, config.corpus_size, config.quiet)
         distributed.barrier(world)
         if not world.main:
-            path = prepared_store(spec, n=config.corpus_size, quiet=True)
-        self.store = ECGStore.open(path)
+            paths = prepared_stores(self.specs, config.corpus_size, True)
+        self.store = ECGStore.concat([ECGStore.open(p) for p in paths])
         self.train_rows = self._train_rows()
+        if world.main and not config.quiet and len(paths) > 1:
+            counts = self.store.meta["source"].iloc[self.train_rows].value_counts()
+            print(f"training on {len(self.train_rows)} ECGs of {len(paths)} sources: "
+                  + ", ".join(f"{k} {v}" for k, v in counts.items()), flush=True)
         self.text_table, self.report_index = self._embed_reports()
         self.settings = store_settings(self.store)
 
