@@ -170,3 +170,19 @@ def test_the_challenge_metric_follows_its_definition():
     assert challenge_score(same, same, w, normal) == 0.0
     with pytest.raises(ValueError, match="must be"):
         challenge_score(labels, outputs[:, :3], w, normal)
+
+
+def test_zeroshot_on_a_challenge_tree_reports_aurocs_and_the_challenge_score(
+        trained, tree, tmp_path, capsys):
+    from mets_fast.zeroshot import main as zeroshot_main
+
+    assert zeroshot_main(["--model", str(trained), "--data", f"challenge:{tree}", "--split",
+                          "all", "--out", str(tmp_path / "z")]) == 0
+    printed = capsys.readouterr().out
+    assert "| challenge |" in printed and "| Challenge score (challenge) |" in printed
+    import json
+
+    r = json.loads((tmp_path / "z" / "zeroshot.json").read_text())["challenge"]
+    assert r["n"] == 4 and r["split"] == "all"  # four readable records (INCART's six windows: one)
+    assert -10 < r["challenge_score"] <= 1 and 0 <= r["auroc"] <= 1
+    assert set(r["per_class"]) <= set(challenge_labels().abbreviations.values())

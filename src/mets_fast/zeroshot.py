@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="a run directory (mets_fast.train --out)")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--data", help="evaluate the built-in tasks of: synthetic, ptbxl:ROOT, "
-                                     "mitbih:DIR or store:DIR")
+                                     "mitbih:DIR, challenge:ROOT or store:DIR")
     what.add_argument("--record", nargs="+", metavar="REC",
                       help="WFDB records (any rate and leads) to classify among --classes")
     classes = parser.add_mutually_exclusive_group()
@@ -81,8 +81,9 @@ def _run(args) -> int:
             spec = parse_data(args.data)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        if args.split == "all" and spec.kind != "mitbih":
-            raise UsageError("--split all is for mitbih:DIR (a store has test and val splits)")
+        if args.split == "all" and spec.kind not in ("mitbih", "challenge"):
+            raise UsageError("--split all is for mitbih:DIR and challenge:ROOT (a store has "
+                             "test and val splits)")
     if args.out:
         output_dir(args.out)
     classes = _classes(args) if args.record else None

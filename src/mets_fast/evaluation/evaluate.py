@@ -39,10 +39,14 @@ class ZeroShotReport(NamedTuple):
 
     def as_dict(self) -> dict:
         """The JSON document ``zeroshot.json`` holds: the tasks, then ``ptbxl_multilabel``,
-        ``retrieval`` and ``notes`` where there are any."""
+        ``challenge`` (a Challenge tree's classes and metric), ``retrieval`` and ``notes``
+        where there are any."""
         out = dict(self.single)
-        if self.multi:
-            out["ptbxl_multilabel"] = self.multi
+        ptbxl = {k: v for k, v in self.multi.items() if k != "challenge"}
+        if ptbxl:
+            out["ptbxl_multilabel"] = ptbxl
+        if "challenge" in self.multi:
+            out["challenge"] = self.multi["challenge"]
         if self.retrieval:
             out["retrieval"] = self.retrieval
         if self.notes:
@@ -103,6 +107,14 @@ def evaluate(model, data: str | DataSpec | ECGStore, *, protocol: str = "zerosho
             raise ValueError(f"{spec} has no labels a linear probe can use (a train and a test "
                              f"split sharing two classes of a label family)")
         return ProbeReport(probe(model, sets, seed=seed, quiet=quiet), sets)
+    if spec.kind == "challenge":
+        if protocol == "probe":
+            raise ValueError("the linear probe of a Challenge tree is not built yet: evaluate "
+                             "it zero-shot")
+        from .challenge import challenge_zeroshot
+
+        return ZeroShotReport({}, {"challenge": challenge_zeroshot(model, spec, split, quiet)},
+                              {}, [])
     if spec.kind == "mitbih":
         found = mitbih_evaluation(spec.path, model.settings, split=split or "all",
                                   per_class=per_class or 100, seed=seed, quiet=quiet)

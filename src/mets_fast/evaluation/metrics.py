@@ -41,13 +41,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def multilabel_auroc(scores: np.ndarray, targets: np.ndarray) -> dict:
     """Macro one-vs-rest AUROC of multi-label 0/1 `targets` ``(n, C)`` ranked by `scores`
     ``(n, C)``; classes with no positive or no negative ECG are left out of the mean
-    (``classes`` counts those kept)."""
+    (``classes`` counts those kept; ``per_class``: column -> AUROC of each kept)."""
     from sklearn.metrics import roc_auc_score
 
     kept = [c for c in range(targets.shape[1]) if 0 < targets[:, c].sum() < len(targets)]
-    aurocs = [roc_auc_score(targets[:, c], scores[:, c]) for c in kept]
-    return {"auroc": float(np.mean(aurocs)) if aurocs else float("nan"), "classes": len(kept),
-            "n": int(len(targets))}
+    aurocs = {c: float(roc_auc_score(targets[:, c], scores[:, c])) for c in kept}
+    return {"auroc": float(np.mean(list(aurocs.values()))) if aurocs else float("nan"),
+            "classes": len(kept), "n": int(len(targets)), "per_class": aurocs}
 
 
 def hit_rates(found: np.ndarray, own: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict:

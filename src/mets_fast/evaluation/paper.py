@@ -39,6 +39,10 @@ def multi_label_table(results: dict) -> str:
         merl = MERL_AUROC.get(family)
         lines.append(f"| {family} | {_fmt(r['auroc'])} | {r['classes']} | {r['n']} | "
                      f"{_fmt(merl) if merl is not None else '-'} |")
+    for family, r in results.items():
+        if "challenge_score" in r:
+            lines.append(f"| Challenge score ({family}) | {_fmt(r['challenge_score'])} | "
+                         f"{r['classes']} | {r['n']} | - |")
     return "\n".join(lines)
 
 

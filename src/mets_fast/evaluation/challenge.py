@@ -1,0 +1,57 @@
+"""Zero-shot on a PhysioNet/CinC Challenge tree: every class the Challenge scores that the
+split's recordings carry, multi-label, with the macro AUROC and the Challenge's own metric."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..data.cache import prepared_store
+from ..data.preprocess import check_compatible
+from ..data.sources.challenge import NORMAL, challenge_labels
+from ..data.spec import DataSpec
+from ..data.store import ECGStore
+from .datasets import default_split
+from .metrics import challenge_score, multilabel_auroc, softmax
+from .zeroshot import ZeroShotClassifier
+
+
+def challenge_zeroshot(model, spec: DataSpec, split: str | None = None,
+                       quiet: bool = False) -> dict:
+    """Zero-shot scores of the Challenge tree `spec` (prepared with the model's settings):
+    the recordings of `split` (the test split by default; ``"all"``: every recording), each
+    scored by the mean logits of its windows against the scored classes present (each class
+    prompted by its name; sinus rhythm always among them, as the metric's normal class).
+
+    The Challenge metric needs yes/no outputs: a recording is given every class whose
+    probability (softmax over the classes) is above the uniform ``1 / C`` - no threshold is
+    tuned on the labels.  Returns ``auroc`` (macro over the classes with positives and
+    negatives), ``per_class`` (abbreviation -> AUROC), ``classes``, ``n`` (recordings) and
+    ``challenge_score``."""
+    store = ECGStore.open(prepared_store(spec, settings=model.settings, quiet=quiet))
+    check_compatible(store, model.settings)
+    split = split or default_split(store)
+    rows = np.arange(len(store)) if split == "all" else store.split(split)
+    if not len(rows):
+        raise ValueError(f"{spec} has no recording in its {split} split")
+    meta = store.meta.iloc[rows]
+    records, firsts, which = np.unique(meta["record"].astype(str).to_numpy(),
+                                       return_index=True, return_inverse=True)
+    codes = [set(meta["dx"].iloc[k]) for k in firsts]  # a record's windows share its labels
+    labels = challenge_labels()
+    classes = [c for c in labels.scored if c == NORMAL or any(c in dx for dx in codes)]
+    targets = np.array([[c in dx for c in classes] for dx in codes], dtype=np.int8)
+    classifier = ZeroShotClassifier(model, {c: [labels.names[c]] for c in classes})
+    logits = classifier.score_embeddings(model.embed_ecgs(store.signals[rows]))
+    per_record = np.zeros((len(records), len(classes)))
+    np.add.at(per_record, which, logits)
+    per_record /= np.bincount(which, minlength=len(records))[:, None]
+    outputs = softmax(per_record) >= 1.0 / len(classes)
+    index = [labels.scored.index(c) for c in classes]
+    result = multilabel_auroc(per_record, targets)
+    result["per_class"] = {labels.abbreviations.get(classes[k], classes[k]): value
+                           for k, value in result["per_class"].items()}
+    result["challenge_score"] = challenge_score(targets, outputs,
+                                                labels.weights[np.ix_(index, index)],
+                                                classes.index(NORMAL))
+    result["split"] = split
+    return result
