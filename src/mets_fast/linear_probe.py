@@ -8,6 +8,10 @@ regression (scikit-learn; one per class, one-vs-rest, for multi-label tasks) is 
 multi-label tasks, accuracy / precision / recall / F1 (macro) and AUROC for single-label ones.
 
     python -m mets_fast.linear_probe --model runs/x --data ptbxl:/data/ptb-xl --out results
+    python -m mets_fast.linear_probe --model runs/x --benchmark merl --ptbxl /data/ptb-xl
+
+With ``--benchmark merl`` the probes are MERL's: its six multi-label sets, the label fractions
+drawn (seeded) from MERL's train split, scored on its test split.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 from .errors import UsageError, add_run_flags, command, seed
 from .outputs import output_dir
+from .zeroshot import add_benchmark_flags, benchmark_roots
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,8 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a run directory (mets_fast.train --out)")
-    parser.add_argument("--data", required=True,
-                        help="synthetic, ptbxl:ROOT, mitbih:DIR or store:DIR")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--data", help="synthetic, ptbxl:ROOT, mitbih:DIR or store:DIR")
+    add_benchmark_flags(parser, what)
     parser.add_argument("--out", help="write linear_probe.json here")
     parser.add_argument("--seed", type=seed, default=0,
                         help="seed of the label subsets and of the random encoder (0)")
@@ -36,32 +42,53 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args) -> int:
     from .data.spec import parse_data
-    from .evaluation.evaluate import evaluate
     from .evaluation.paper import probe_table
     from .jsonio import write_json
     from .model import load
     from .threads import set_threads
 
-    try:
-        spec = parse_data(args.data)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    roots = benchmark_roots(args)
+    if args.data:
+        try:
+            spec = parse_data(args.data)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if args.out:
         output_dir(args.out)
     set_threads(args.threads)
     model = load(args.model)
-    report = evaluate(model, spec, protocol="probe", seed=args.seed, quiet=args.quiet)
-    print(f"linear probe, {args.data} (frozen encoder, logistic regression; test split):")
-    print(probe_table(report.results, report.sets))
+    results, sets, notes, title = _probe(model, spec if args.data else None, roots, args)
+    print(f"linear probe, {title} (frozen encoder, logistic regression; test split):")
+    print(probe_table(results, sets))
+    for task, note in notes.items():
+        print(f"note: {task}: {note}")
     if args.out:
         folder = Path(args.out)
         folder.mkdir(parents=True, exist_ok=True)
-        payload = {task: {**r, "classes": list(report.sets[task].classes),
-                          "multilabel": report.sets[task].multilabel}
-                   for task, r in report.results.items()}
-        write_json(folder / "linear_probe.json", payload)
+        payload = {task: {**r, "classes": list(sets[task].classes),
+                          "multilabel": sets[task].multilabel}
+                   for task, r in results.items()}
+        write_json(folder / "linear_probe.json", {**payload, "notes": notes} if notes
+                   else payload)
         print(f"written to {folder}/linear_probe.json")
     return 0
+
+
+def _probe(model, spec, roots: dict, args) -> tuple:
+    """(results, sets, notes, title) of the probe of --data or of --benchmark merl."""
+    from .evaluation.evaluate import evaluate
+
+    if spec is not None:
+        report = evaluate(model, spec, protocol="probe", seed=args.seed, quiet=args.quiet)
+        return report.results, report.sets, {}, args.data
+    from .evaluation.merl import merl_probe_sets
+    from .evaluation.probe import probe
+
+    sets, notes = merl_probe_sets(model, quiet=args.quiet, **roots)
+    if not sets:
+        raise ValueError("no MERL set has both train and test ECGs in the data given: "
+                         + "; ".join(f"{t}: {n}" for t, n in notes.items()))
+    return probe(model, sets, seed=args.seed, quiet=args.quiet), sets, notes, "MERL benchmark"
 
 
 main = command(build_parser, _run)

@@ -12,6 +12,7 @@ import numpy as np
 
 from .errors import UsageError, add_run_flags, command, each, seed
 from .evaluation.tasks import KINDS
+from .atomic import write_text
 from .jsonio import dumps, read_json, write_json
 from .outputs import output_dir
 
@@ -24,13 +25,19 @@ def build_parser() -> argparse.ArgumentParser:
   python -m mets_fast.zeroshot --model runs/x --data ptbxl:/data/ptb-xl --out results
   python -m mets_fast.zeroshot --model runs/x --data mitbih:/data/mitdb
   python -m mets_fast.zeroshot --model runs/x --record rec1 rec2 \\
-      --classes "atrial fibrillation" "sinus rhythm" --kind rhythm""")
+      --classes "atrial fibrillation" "sinus rhythm" --kind rhythm
+  python -m mets_fast.zeroshot --model runs/x --benchmark merl --ptbxl /data/ptb-xl \\
+      --challenge /data/cinc2021 --out results""")
     parser.add_argument("--model", required=True, help="a run directory (mets_fast.train --out)")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--data", help="evaluate the built-in tasks of: synthetic, ptbxl:ROOT, "
                                      "mitbih:DIR, challenge:ROOT or store:DIR")
     what.add_argument("--record", nargs="+", metavar="REC",
                       help="WFDB records (any rate and leads) to classify among --classes")
+    add_benchmark_flags(parser, what)
+    parser.add_argument("--prompts", choices=("merl", "mets"),
+                        help="--benchmark's class prompts: MERL's CKEPE descriptions (merl, "
+                             "the default) or METS's template (mets)")
     classes = parser.add_mutually_exclusive_group()
     classes.add_argument("--classes", nargs="+", metavar="NAME",
                          help="class names for --record")
@@ -55,6 +62,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_benchmark_flags(parser: argparse.ArgumentParser, what) -> None:
+    """``--benchmark merl`` (in the group `what`) and the data it reads, ``--ptbxl ROOT`` and
+    ``--challenge ROOT`` (zero-shot and linear probe share them)."""
+    what.add_argument("--benchmark", choices=("merl",),
+                      help="the MERL benchmark: six multi-label test sets (PTB-XL super, sub, "
+                           "form, rhythm from --ptbxl; CPSC2018 and CSN from --challenge)")
+    parser.add_argument("--ptbxl", help="--benchmark: a PTB-XL root")
+    parser.add_argument("--challenge", help="--benchmark: a PhysioNet/CinC Challenge tree")
+
+
+def benchmark_roots(args) -> dict:
+    """The data roots of ``--benchmark``, checked before any work."""
+    roots = {"ptbxl": args.ptbxl, "challenge": args.challenge}
+    if not args.benchmark:
+        given = [f"--{k}" for k, v in roots.items() if v]
+        if given:
+            raise UsageError(f"{', '.join(given)} go(es) with --benchmark")
+        return {}
+    if not any(roots.values()):
+        raise UsageError("--benchmark merl needs data: --ptbxl ROOT and/or --challenge ROOT")
+    for key, root in roots.items():
+        if root and not Path(root).is_dir():
+            raise UsageError(f"--{key} {root} is not a directory")
+    return roots
+
+
 def _run(args) -> int:
     from .data.spec import parse_data
     from .model import load
@@ -63,17 +96,14 @@ def _run(args) -> int:
     if args.record and not (args.classes or args.classes_file):
         raise UsageError("--record needs the classes to choose among: --classes or "
                          "--classes-file")
-    if args.data and (args.classes or args.classes_file):
-        raise UsageError("--classes and --classes-file go with --record; --data evaluates "
-                         "the built-in tasks of the data")
-    given = [flag for flag, value in (("--split", args.split), ("--per-class", args.per_class),
-                                      ("--statements", args.statements))
-             if value is not None]
-    if args.record and given:
-        raise UsageError(f"{', '.join(given)} go(es) with --data; --record scores the records "
-                         f"given")
-    if args.data and args.kind:
-        raise UsageError("--kind goes with --record's --classes; --data's tasks have their own")
+    for flags, goes in (((("--classes", args.classes), ("--classes-file", args.classes_file),
+                          ("--kind", args.kind)), "record"),
+                        ((("--split", args.split), ("--per-class", args.per_class),
+                          ("--statements", args.statements)), "data"),
+                        ((("--prompts", args.prompts),), "benchmark")):
+        given = [flag for flag, value in flags if value is not None]
+        if given and not getattr(args, goes):
+            raise UsageError(f"{', '.join(given)} only go with --{goes}")
     if args.per_class is not None and args.per_class < 1:
         raise UsageError(f"--per-class must be a positive integer, got {args.per_class}")
     if args.data:
@@ -84,6 +114,7 @@ def _run(args) -> int:
         if args.split == "all" and spec.kind not in ("mitbih", "challenge"):
             raise UsageError("--split all is for mitbih:DIR and challenge:ROOT (a store has "
                              "test and val splits)")
+    roots = benchmark_roots(args)
     if args.out:
         output_dir(args.out)
     classes = _classes(args) if args.record else None
@@ -91,6 +122,8 @@ def _run(args) -> int:
     model = load(args.model)
     if args.record:
         out = _classify_records(model, classes, args)
+    elif args.benchmark:
+        out = _benchmark(model, roots, args)
     else:
         out = _evaluate_data(model, spec, args)
     if args.out:
@@ -150,6 +183,24 @@ def _classify_records(model, classes, args) -> dict:
         out["errors"] = [{"record": str(path), "error": message} for path, message in failed]
     sys.stdout.flush()
     return out
+
+
+def _benchmark(model, roots: dict, args) -> dict:
+    from .evaluation.merl import merl_zeroshot
+    from .evaluation.paper import merl_table, plot_merl
+
+    result = merl_zeroshot(model, prompts=args.prompts or "merl",
+                           quiet=args.quiet or args.json, **roots)
+    table = merl_table(result)
+    if not args.json:
+        print(f"MERL benchmark, zero-shot ({result['prompts']} prompts):")
+        print(table)
+    if args.out:
+        folder = Path(args.out)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text(folder / "merl.md", table + "\n")
+        plot_merl(result, folder / "merl.png")
+    return {"benchmark": "merl", "protocol": "zeroshot", **result}
 
 
 def _evaluate_data(model, spec, args) -> dict:

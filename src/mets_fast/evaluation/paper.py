@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..atomic import atomic_file
+from .merl import SETS, published
 
 # METS (Li et al. 2023), zero-shot on balanced single-label test sets: accuracy, precision,
 # recall, F1 (macro).
@@ -14,8 +15,11 @@ METS_PAPER = {
     "ptbxl_rhythm": (0.746, 0.576, 0.612, 0.593),
     "mitbih": (0.794, 0.680, 0.735, 0.706),
 }
-# MERL (Liu et al. 2024), zero-shot macro AUROC on PTB-XL's multi-label test sets.
-MERL_AUROC = {"superclass": 0.742, "subclass": 0.757, "form": 0.659}
+# MERL (Liu et al. 2024), zero-shot macro AUROC on PTB-XL's multi-label test sets, from the
+# benchmark's table of published figures (data/merl/published.json).
+MERL_AUROC = {family: published()["zeroshot"][0]["auroc"][f"ptbxl_{key}"] / 100
+              for family, key in (("superclass", "super"), ("subclass", "sub"),
+                                  ("form", "form"))}
 
 _SINGLE = ("accuracy", "precision", "recall", "f1", "auroc")
 
@@ -98,3 +102,58 @@ def plot_confusion(confusion: list, names, path: Path, title: str) -> None:
 
 def _fmt(value) -> str:
     return "nan" if value != value else f"{value:.3f}"
+
+
+def merl_table(result: dict, protocol: str = "zero-shot") -> str:
+    """The MERL benchmark as one markdown table: a row per set (test ECGs found, this model's
+    macro AUROC, the published figures), then the averages, each saying which sets it
+    covers."""
+    papers = published()["zeroshot"]
+    lines = [f"| MERL set ({protocol}, macro AUROC %) | test ECGs found | this model | "
+             + " | ".join(p["model"] for p in papers) + " |",
+             "|---|---|---|" + "---|" * len(papers)]
+    for task, r in result["sets"].items():
+        mine = "-" if r["auroc"] is None else f"{100 * r['auroc']:.1f}"
+        found = f"{r['found']:,} of {r['total']:,}" + (f" ({r['note']})" if "no data" in
+                                                       r.get("note", "") else "")
+        theirs = [_pct(p["auroc"].get(task)) for p in papers]
+        lines.append(f"| {task} | {found} | {mine} | " + " | ".join(theirs) + " |")
+    over = result["average_over"]
+    mine = "-" if result["average"] is None else f"{100 * result['average']:.1f}"
+    lines.append(f"| average | {_sets(over)} | {mine} | "
+                 + " | ".join(f"{_pct(p['average'])} ({_sets(p['average_over'])})"
+                              for p in papers) + " |")
+    return "\n".join(lines)
+
+
+def plot_merl(result: dict, path: Path) -> None:
+    """Bars of this model's macro AUROC per MERL set beside MERL's published figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    merl = published()["zeroshot"][0]["auroc"]
+    tasks = list(result["sets"])
+    x = list(range(len(tasks)))
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    mine = [100 * (result["sets"][t]["auroc"] or 0) for t in tasks]
+    ax.bar([i - 0.2 for i in x], mine, 0.4, label="this model")
+    ax.bar([i + 0.2 for i in x], [merl.get(t, 0) for t in tasks], 0.4, label="MERL (published)")
+    ax.set_xticks(x, tasks, rotation=20)
+    ax.set_ylim(40, 100)
+    ax.set_ylabel("macro AUROC (%)")
+    ax.axhline(50, color="grey", lw=0.5)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    with atomic_file(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _sets(names) -> str:
+    return "all six" if set(names) == set(SETS) else ", ".join(names) or "none"
