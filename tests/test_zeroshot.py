@@ -275,3 +275,46 @@ def test_python_dash_m_mets_fast_lists_the_commands():
     assert result.returncode == 0
     for command in ("prepare", "train", "zeroshot", "linear-probe"):
         assert command in result.stdout
+
+
+def test_reduced_leads_are_the_zeros_preprocess_gives_a_recording_without_them(make_ecg):
+    import warnings
+
+    from mets_fast.data.preprocess import DEFAULT_SETTINGS, prepare_recording
+    from mets_fast.evaluation.datasets import with_leads
+
+    x, _ = make_ecg(500, seconds=10, seed=4)
+    twelve = np.stack([x * (1 + 0.1 * k) + 0.01 * k for k in range(12)])
+    stored = prepare_recording(twelve, 500, DEFAULT_SETTINGS.leads, DEFAULT_SETTINGS)[None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alone = prepare_recording(twelve[[0, 1, 7]], 500, ["I", "II", "V2"], DEFAULT_SETTINGS)
+    subset = with_leads(stored, DEFAULT_SETTINGS, ["i", "II", "V2"])
+    np.testing.assert_array_equal(subset[0:1][0], alone)
+    assert subset.shape == stored.shape and np.all(subset[[0]][0, 2] == 0)
+    assert with_leads(stored, DEFAULT_SETTINGS, None) is stored
+    with pytest.raises(ValueError, match=r"\['X'\] are not among the model's leads"):
+        with_leads(stored, DEFAULT_SETTINGS, ["I", "X"])
+    with pytest.raises(ValueError, match="normalised one by one"):
+        with_leads(stored, DEFAULT_SETTINGS._replace(normalize="record"), ["I"])
+
+
+def test_zeroshot_and_probe_with_reduced_leads(trained, capsys, tmp_path):
+    from mets_fast.linear_probe import main as probe_main
+
+    assert zeroshot_main(["--model", str(trained), "--data", "synthetic", "--json",
+                          "--quiet"]) == 0
+    full = json.loads(capsys.readouterr().out)
+    assert zeroshot_main(["--model", str(trained), "--data", "synthetic", "--leads", "I",
+                          "--json", "--quiet"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert set(one) == set(full) and one != full
+    assert probe_main(["--model", str(trained), "--data", "synthetic", "--leads", "I,II",
+                       "--quiet"]) == 0
+    assert "pretrained" in capsys.readouterr().out
+    assert zeroshot_main(["--model", str(trained), "--record", "x", "--classes", "a", "b",
+                          "--leads", "I"]) == 2
+    assert "--leads goes with --data or --benchmark" in capsys.readouterr().err
+    assert zeroshot_main(["--model", str(trained), "--data", "synthetic", "--leads",
+                          "I,,II"]) == 2
+    assert "--leads must be comma-separated" in capsys.readouterr().err

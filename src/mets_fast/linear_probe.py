@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--data", help="synthetic, ptbxl:ROOT, mitbih:DIR or store:DIR")
     add_benchmark_flags(parser, what)
+    parser.add_argument("--leads", help="probe with only these leads (comma-separated, e.g. "
+                                        "I,II); the others are zeros")
     parser.add_argument("--out", help="write linear_probe.json here")
     parser.add_argument("--seed", type=seed, default=0,
                         help="seed of the label subsets and of the random encoder (0)")
@@ -41,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
+    from .data.records import parse_leads
     from .data.spec import parse_data
     from .evaluation.paper import probe_table
     from .jsonio import write_json
@@ -48,6 +51,7 @@ def _run(args) -> int:
     from .threads import set_threads
 
     roots = benchmark_roots(args)
+    args.leads = parse_leads(args.leads) if args.leads else None
     if args.data:
         try:
             spec = parse_data(args.data)
@@ -79,12 +83,13 @@ def _probe(model, spec, roots: dict, args) -> tuple:
     from .evaluation.evaluate import evaluate
 
     if spec is not None:
-        report = evaluate(model, spec, protocol="probe", seed=args.seed, quiet=args.quiet)
+        report = evaluate(model, spec, protocol="probe", seed=args.seed, quiet=args.quiet,
+                          leads=args.leads)
         return report.results, report.sets, {}, args.data
     from .evaluation.merl import merl_probe_sets
     from .evaluation.probe import probe
 
-    sets, notes = merl_probe_sets(model, quiet=args.quiet, **roots)
+    sets, notes = merl_probe_sets(model, quiet=args.quiet, leads=args.leads, **roots)
     if not sets:
         raise ValueError("no MERL set has both train and test ECGs in the data given: "
                          + "; ".join(f"{t}: {n}" for t, n in notes.items()))

@@ -27,24 +27,11 @@ import numpy as np
 
 from .data.ingest import write_store
 from .data.preprocess import Settings
-from .data.records import standard_lead
+from .data.records import parse_leads
 from .data.sources import SETTINGS, open_source
 from .data.sources.wfdb import read_reports_csv
 from .errors import UsageError, command, positive_int, seed
 from .signal._checks import MIN_FS
-
-
-def parse_leads(text: str) -> tuple:
-    """``--leads``: comma-separated names, each given its standard spelling (``ii`` -> ``II``,
-    ``MLII`` -> ``II``); empty names and repeats are usage errors."""
-    names = [x.strip() for x in text.split(",")]
-    if not text.strip() or any(not n for n in names):
-        raise UsageError(f"--leads must be comma-separated lead names, got {text!r}")
-    leads = tuple(standard_lead(n) for n in names)
-    repeated = sorted({n for n in leads if leads.count(n) > 1})
-    if repeated:
-        raise UsageError(f"--leads names a lead twice: {repeated}")
-    return leads
 
 
 def settings_of(args) -> Settings:

@@ -74,7 +74,7 @@ def _run(args) -> int:
     if args.resume and not args.out:
         raise UsageError("--resume continues the run in --out: give --out RUN_DIR")
     try:
-        config = resolve(**{**vars(args), "data": args.data or "synthetic"})
+        config = resolve(**vars(args))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     fit(config)

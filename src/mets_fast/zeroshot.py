@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--record", nargs="+", metavar="REC",
                       help="WFDB records (any rate and leads) to classify among --classes")
     add_benchmark_flags(parser, what)
+    parser.add_argument("--leads", help="--data / --benchmark: score with only these leads "
+                                        "(comma-separated, e.g. I,II); the others are zeros, "
+                                        "as for a recording without them")
     parser.add_argument("--prompts", choices=("merl", "mets"),
                         help="--benchmark's class prompts: MERL's CKEPE descriptions (merl, "
                              "the default) or METS's template (mets)")
@@ -89,6 +92,7 @@ def benchmark_roots(args) -> dict:
 
 
 def _run(args) -> int:
+    from .data.records import parse_leads
     from .data.spec import parse_data
     from .model import load
     from .threads import set_threads
@@ -104,6 +108,10 @@ def _run(args) -> int:
         given = [flag for flag, value in flags if value is not None]
         if given and not getattr(args, goes):
             raise UsageError(f"{', '.join(given)} only go with --{goes}")
+    if args.leads and args.record:
+        raise UsageError("--leads goes with --data or --benchmark (a record is scored with the "
+                         "leads it has)")
+    args.leads = parse_leads(args.leads) if args.leads else None
     if args.per_class is not None and args.per_class < 1:
         raise UsageError(f"--per-class must be a positive integer, got {args.per_class}")
     if args.data:
@@ -190,10 +198,11 @@ def _benchmark(model, roots: dict, args) -> dict:
     from .evaluation.paper import merl_table, plot_merl
 
     result = merl_zeroshot(model, prompts=args.prompts or "merl",
-                           quiet=args.quiet or args.json, **roots)
+                           quiet=args.quiet or args.json, leads=args.leads, **roots)
     table = merl_table(result)
     if not args.json:
-        print(f"MERL benchmark, zero-shot ({result['prompts']} prompts):")
+        print(f"MERL benchmark, zero-shot ({result['prompts']} prompts"
+              f"{'; leads ' + ','.join(args.leads) if args.leads else ''}):")
         print(table)
     if args.out:
         folder = Path(args.out)
@@ -209,7 +218,8 @@ def _evaluate_data(model, spec, args) -> dict:
                                    single_label_table)
 
     report = evaluate(model, spec, split=args.split, per_class=args.per_class, seed=args.seed,
-                      statements=args.statements, quiet=args.quiet or args.json)
+                      statements=args.statements, quiet=args.quiet or args.json,
+                      leads=args.leads)
     out = report.as_dict()
     if not args.json:
         print(f"zero-shot, {args.data} (macro averages; balanced single-label sets):")

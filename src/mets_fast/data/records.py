@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
+from ..errors import UsageError
 from ..signal import handle_nonfinite, resample
 from .wfdb_fast import read_plain, require_file
 
@@ -105,6 +106,19 @@ def read_record(path: str | os.PathLike, fs: float | None = None,
             signal = resample(signal, source_fs, float(fs))
         source_fs = float(fs)
     return Record(signal.astype(np.float32), source_fs, chosen, mask, comments, base.name)
+
+
+def parse_leads(text: str) -> tuple:
+    """``--leads``: comma-separated names, each given its standard spelling (``ii`` -> ``II``,
+    ``MLII`` -> ``II``); empty names and repeats are usage errors (the commands' exit 2)."""
+    names = [x.strip() for x in text.split(",")]
+    if not text.strip() or any(not n for n in names):
+        raise UsageError(f"--leads must be comma-separated lead names, got {text!r}")
+    leads = tuple(standard_lead(n) for n in names)
+    repeated = sorted({n for n in leads if leads.count(n) > 1})
+    if repeated:
+        raise UsageError(f"--leads names a lead twice: {repeated}")
+    return leads
 
 
 def select_leads(signal: np.ndarray, names: Sequence[str], wanted: Sequence[str],

@@ -10,13 +10,13 @@ from ..data.preprocess import check_compatible
 from ..data.sources.challenge import NORMAL, challenge_labels
 from ..data.spec import DataSpec
 from ..data.store import ECGStore
-from .datasets import default_split
+from .datasets import default_split, with_leads
 from .metrics import challenge_score, multilabel_auroc, softmax
 from .zeroshot import ZeroShotClassifier
 
 
 def challenge_zeroshot(model, spec: DataSpec, split: str | None = None,
-                       quiet: bool = False) -> dict:
+                       quiet: bool = False, leads=None) -> dict:
     """Zero-shot scores of the Challenge tree `spec` (prepared with the model's settings):
     the recordings of `split` (the test split by default; ``"all"``: every recording), each
     scored by the mean logits of its windows against the scored classes present (each class
@@ -24,7 +24,7 @@ def challenge_zeroshot(model, spec: DataSpec, split: str | None = None,
 
     The Challenge metric needs yes/no outputs: a recording is given every class whose
     probability (softmax over the classes) is above the uniform ``1 / C`` - no threshold is
-    tuned on the labels.  Returns ``auroc`` (macro over the classes with positives and
+    tuned on the labels.  `leads`: only these leads (the others zeros).  Returns ``auroc`` (macro over the classes with positives and
     negatives), ``per_class`` (abbreviation -> AUROC), ``classes``, ``n`` (recordings) and
     ``challenge_score``."""
     store = ECGStore.open(prepared_store(spec, settings=model.settings, quiet=quiet))
@@ -41,7 +41,8 @@ def challenge_zeroshot(model, spec: DataSpec, split: str | None = None,
     classes = [c for c in labels.scored if c == NORMAL or any(c in dx for dx in codes)]
     targets = np.array([[c in dx for c in classes] for dx in codes], dtype=np.int8)
     classifier = ZeroShotClassifier(model, {c: [labels.names[c]] for c in classes})
-    logits = classifier.score_embeddings(model.embed_ecgs(store.signals[rows]))
+    signals = with_leads(store.signals, model.settings, leads)
+    logits = classifier.score_embeddings(model.embed_ecgs(signals[rows]))
     per_record = np.zeros((len(records), len(classes)))
     np.add.at(per_record, which, logits)
     per_record /= np.bincount(which, minlength=len(records))[:, None]

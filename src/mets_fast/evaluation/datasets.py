@@ -292,3 +292,50 @@ def mitbih_probe_sets(root: Path, settings: Settings, per_record: int = 500,
     targets = np.array([index.get(x, -1) for x in labels])
     return {"mitbih": ProbeSet(signals, train, targets[train], test, targets[test], classes,
                                False)}
+
+
+class LeadSubset:
+    """Preprocessed ECGs ``(N, leads, samples)`` read with only some of their leads: the
+    others are zeros, as ``model.preprocess`` makes a recording that lacks them (for the
+    Challenge 2021's reduced-lead sets: 6, 4, 3 and 2 leads).  Exact for per-lead
+    normalisation, which treats each lead on its own."""
+
+    def __init__(self, signals, keep: np.ndarray):
+        self.signals, self.keep = signals, np.asarray(keep, dtype=bool)
+        self.shape, self.dtype = tuple(signals.shape), signals.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        out = np.array(self.signals[key])
+        out[..., ~self.keep, :] = 0
+        return out
+
+
+def with_leads(signals, settings: Settings, leads) -> object:
+    """`signals` as :class:`LeadSubset` keeping `leads` (names; None: `signals` as they
+    are).  A ValueError names a lead the model does not take; a model normalised over the
+    whole record is refused (its stored leads were scaled together)."""
+    if leads is None:
+        return signals
+    leads = [standard_lead(n) for n in leads]
+    unknown = [n for n in leads if n not in settings.leads]
+    if unknown:
+        raise ValueError(f"--leads {unknown} are not among the model's leads "
+                         f"{list(settings.leads)}")
+    if settings.normalize != "lead":
+        raise ValueError(f"--leads needs a model whose leads are normalised one by one; this "
+                         f"one's are normalised {settings.normalize!r}")
+    return LeadSubset(signals, [n in leads for n in settings.leads])
+
+
+def probe_with_leads(sets: dict, settings: Settings, leads) -> dict:
+    """Probe sets (:class:`ProbeSet`) reading only `leads` (see :func:`with_leads`); sets that
+    shared one array still share one (their features are computed once)."""
+    if leads is None:
+        return sets
+    wrapped: dict = {}
+    return {task: s._replace(signals=wrapped.setdefault(id(s.signals),
+                                                        with_leads(s.signals, settings, leads)))
+            for task, s in sets.items()}

@@ -19,7 +19,7 @@ from ..data.preprocess import check_compatible
 from ..data.spec import DataSpec, parse_data
 from ..data.store import ECGStore
 from .datasets import (corpus_size, default_split, mitbih_evaluation, mitbih_probe_sets,
-                       store_evaluation, store_probe_sets)
+                       probe_with_leads, store_evaluation, store_probe_sets, with_leads)
 from .metrics import hit_rates, multilabel_auroc
 from .probe import probe
 from .tasks import evaluation_sets
@@ -65,7 +65,8 @@ class ProbeReport(NamedTuple):
 def evaluate(model, data: str | DataSpec | ECGStore, *, protocol: str = "zeroshot",
              tasks: Sequence[str] | None = None, split: str | None = None,
              per_class: int | None = None, seed: int = 0, statements: str | None = None,
-             run_dir: str | None = None, quiet: bool = False) -> ZeroShotReport | ProbeReport:
+             run_dir: str | None = None, quiet: bool = False,
+             leads: Sequence[str] | None = None) -> ZeroShotReport | ProbeReport:
     """Evaluates `model` on `data`: a ``--data`` value (``synthetic``, ``ptbxl:ROOT``,
     ``mitbih:DIR``, ``store:DIR``; prepared with the model's preprocessing), or an open store,
     whose single-label zero-shot sets alone are scored (the trainer's per-epoch check).
@@ -84,6 +85,8 @@ def evaluate(model, data: str | DataSpec | ECGStore, *, protocol: str = "zerosho
             ``synthetic`` is read at the size the run trained on, so its test split holds no
             training ECG.  A model from no run is scored on the default corpus, with a note
             that the split may hold ECGs it trained on.
+        leads: score with only these leads (the others zeros, as ``model.preprocess`` makes
+            a recording without them), e.g. ``["I", "II"]``; None: all the model's.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
@@ -94,7 +97,8 @@ def evaluate(model, data: str | DataSpec | ECGStore, *, protocol: str = "zerosho
         check_compatible(data, model.settings)
         sets = evaluation_sets(data.meta, split=split or default_split(data),
                                per_class=per_class or 200, seed=seed, tasks=tasks)
-        return ZeroShotReport(score_sets(model, data.signals, sets), {}, {}, [])
+        signals = with_leads(data.signals, model.settings, leads)
+        return ZeroShotReport(score_sets(model, signals, sets), {}, {}, [])
     spec = parse_data(data) if isinstance(data, str) else data
     run_dir = run_dir if run_dir is not None else getattr(model, "run_dir", None)
     n = corpus_size(run_dir if spec.kind == "synthetic" else None)
@@ -106,6 +110,7 @@ def evaluate(model, data: str | DataSpec | ECGStore, *, protocol: str = "zerosho
         if not sets:
             raise ValueError(f"{spec} has no labels a linear probe can use (a train and a test "
                              f"split sharing two classes of a label family)")
+        sets = probe_with_leads(sets, model.settings, leads)
         return ProbeReport(probe(model, sets, seed=seed, quiet=quiet), sets)
     if spec.kind == "challenge":
         if protocol == "probe":
@@ -113,8 +118,8 @@ def evaluate(model, data: str | DataSpec | ECGStore, *, protocol: str = "zerosho
                              "it zero-shot")
         from .challenge import challenge_zeroshot
 
-        return ZeroShotReport({}, {"challenge": challenge_zeroshot(model, spec, split, quiet)},
-                              {}, [])
+        return ZeroShotReport({}, {"challenge": challenge_zeroshot(model, spec, split, quiet,
+                                                                   leads)}, {}, [])
     if spec.kind == "mitbih":
         found = mitbih_evaluation(spec.path, model.settings, split=split or "all",
                                   per_class=per_class or 100, seed=seed, quiet=quiet)
@@ -129,6 +134,12 @@ def evaluate(model, data: str | DataSpec | ECGStore, *, protocol: str = "zerosho
         found.notes.append(f"the model comes from no run directory, so the synthetic corpus it "
                            f"trained on is unknown: scored on the default corpus of {n} ECGs, "
                            f"whose test split may hold ECGs it trained on")
+    found = found._replace(
+        signals=with_leads(found.signals, model.settings, leads),
+        multi={f: ml._replace(ecgs=with_leads(ml.ecgs, model.settings, leads))
+               for f, ml in found.multi.items()},
+        retrieval={k: r._replace(ecgs=with_leads(r.ecgs, model.settings, leads))
+                   for k, r in found.retrieval.items()})
     single = score_sets(model, found.signals, found.single)
     multi = {}
     for family, ml in found.multi.items():

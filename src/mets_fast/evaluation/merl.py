@@ -28,7 +28,7 @@ from ..data.cache import prepared_store
 from ..data.preprocess import check_compatible
 from ..data.spec import DataSpec
 from ..data.store import ECGStore
-from .datasets import ProbeSet
+from .datasets import ProbeSet, with_leads
 from .metrics import multilabel_auroc
 from .zeroshot import TEMPLATES, ZeroShotClassifier
 
@@ -83,11 +83,11 @@ def class_prompts(classes, prompts: str) -> tuple:
 
 
 class _Located(NamedTuple):
-    store: ECGStore
+    signals: object  # the store's ECGs (with only the leads asked for)
     rows: dict  # id -> store rows (a Challenge record's windows)
 
 
-def _locate(model, kind: str, root, quiet: bool) -> _Located:
+def _locate(model, kind: str, root, quiet: bool, leads) -> _Located:
     spec = DataSpec(kind, Path(root))
     store = ECGStore.open(prepared_store(spec, settings=model.settings, quiet=quiet))
     check_compatible(store, model.settings)
@@ -98,22 +98,23 @@ def _locate(model, kind: str, root, quiet: bool) -> _Located:
     rows: dict = {}
     for row, key in enumerate(ids):
         rows.setdefault(key, []).append(row)
-    return _Located(store, rows)
+    return _Located(with_leads(store.signals, model.settings, leads), rows)
 
 
-def _data(model, ptbxl, challenge, quiet: bool) -> dict:
+def _data(model, ptbxl, challenge, quiet: bool, leads) -> dict:
     roots = {"ptbxl": ptbxl, "challenge": challenge}
-    return {kind: _locate(model, kind, root, quiet)
+    return {kind: _locate(model, kind, root, quiet, leads)
             for kind, root in roots.items() if root is not None}
 
 
 def merl_zeroshot(model, ptbxl=None, challenge=None, prompts: str = "merl",
-                  quiet: bool = False) -> dict:
+                  quiet: bool = False, leads=None) -> dict:
     """Zero-shot macro AUROC of each MERL set on its test split (``sets``: task -> found,
     total, auroc, classes scored, a note where data are missing), the ``average`` over the
     sets scored and the ``prompts`` used.  `ptbxl`: a PTB-XL root; `challenge`: a Challenge
-    tree (holding CPSC2018 and Chapman-Shaoxing/Ningbo records)."""
-    data = _data(model, ptbxl, challenge, quiet)
+    tree (holding CPSC2018 and Chapman-Shaoxing/Ningbo records); `leads`: only these leads
+    (the others zeros)."""
+    data = _data(model, ptbxl, challenge, quiet, leads)
     tests = {task: merl_split(task, "test") for task in SETS}
     found = {task: [k for k, i in enumerate(split.ids)
                     if SETS[task] in data and i in data[SETS[task]].rows]
@@ -123,7 +124,7 @@ def merl_zeroshot(model, ptbxl=None, challenge=None, prompts: str = "merl",
         rows = sorted({r for task, split in tests.items() if SETS[task] == kind
                        for k in found[task] for r in where.rows[split.ids[k]]})
         if rows:
-            embedded[kind] = (np.array(rows), model.embed_ecgs(where.store.signals[rows]))
+            embedded[kind] = (np.array(rows), model.embed_ecgs(where.signals[rows]))
     sets = {}
     for task, split in tests.items():
         kind = SETS[task]
@@ -153,11 +154,12 @@ def merl_zeroshot(model, ptbxl=None, challenge=None, prompts: str = "merl",
             "prompts": prompts}
 
 
-def merl_probe_sets(model, ptbxl=None, challenge=None, quiet: bool = False) -> tuple:
+def merl_probe_sets(model, ptbxl=None, challenge=None, quiet: bool = False,
+                    leads=None) -> tuple:
     """The linear-probe sets (:class:`~mets_fast.evaluation.datasets.ProbeSet`, multi-label)
     of the MERL sets whose train and test ECGs are found, and the notes of those that are
     not: ``(sets, notes)``."""
-    data = _data(model, ptbxl, challenge, quiet)
+    data = _data(model, ptbxl, challenge, quiet, leads)
     sets, notes = {}, {}
     for task, kind in SETS.items():
         where = data.get(kind)
@@ -172,7 +174,7 @@ def merl_probe_sets(model, ptbxl=None, challenge=None, quiet: bool = False) -> t
             notes[task] = (f"{len(train)} of {n_train:,} train and {len(test)} of {n_test:,} "
                            f"test ECGs found")
             continue
-        sets[task] = ProbeSet(where.store.signals, train, train_y, test, test_y,
+        sets[task] = ProbeSet(where.signals, train, train_y, test, test_y,
                               merl_split(task, "test").classes, True)
         if len(train) < n_train or len(test) < n_test:
             notes[task] = (f"{len(train):,} of {n_train:,} train and {len(test):,} of "

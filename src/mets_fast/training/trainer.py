@@ -79,11 +79,12 @@ def prepared_stores(specs: list, n: int, quiet: bool) -> list:
             for s in specs]
 
 
-def resolve(data: str | list = "synthetic", preset: str = "default",
+def resolve(data: str | list | None = "synthetic", preset: str = "default",
             **overrides) -> TrainConfig:
     """A full configuration: the preset's values for the data's kind (several ``data`` values
-    of different kinds: the preset as it is), then `overrides` (None values ignored)."""
-    values = data_list(data)
+    of different kinds: the preset as it is; None: ``synthetic``), then `overrides` (None
+    values ignored)."""
+    values = data_list("synthetic" if data is None else data)
     if not values:
         raise ValueError("--data: give at least one source")
     twice = sorted({v for v in values if values.count(v) > 1})
