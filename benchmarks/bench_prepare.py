@@ -129,13 +129,17 @@ def bench_challenge(work: Path, n: int) -> list:
                                *common])),
     ):
         set_threads(1)
-        w0 = time.perf_counter()
-        run()
-        wall = time.perf_counter() - w0
-        results.append({"implementation": label, "records": n, "wall_s": wall,
-                        "records_per_s": n / wall})
-        print(f"  {label}: {n / wall:.0f} records/s", flush=True)
+        results.append(timed(label, run, n))
     return results
+
+
+def timed(label: str, run, n: int) -> dict:
+    """Runs `run` once; its records per second of wall time, printed."""
+    w0 = time.perf_counter()
+    run()
+    wall = time.perf_counter() - w0
+    print(f"  {label}: {n / wall:.0f} records/s", flush=True)
+    return {"implementation": label, "records": n, "wall_s": wall, "records_per_s": n / wall}
 
 
 def main() -> None:
@@ -162,12 +166,7 @@ def main() -> None:
              lambda: prepare_main(["ptbxl", str(work / "ptbxl"), "--out", str(work / "s2"),
                                    *common, "--workers", str(cores)])),
         ):
-            w0 = time.perf_counter()
-            run()
-            wall = time.perf_counter() - w0
-            results.append({"implementation": label, "records": n, "wall_s": wall,
-                            "records_per_s": n / wall})
-            print(f"  {label}: {n / wall:.0f} records/s", flush=True)
+            results.append(timed(label, run, n))
         print(f"Challenge: {200 if args.quick else 1000} records ...", flush=True)
         challenge = bench_challenge(work, 200 if args.quick else 1000)
     finally:

@@ -20,6 +20,20 @@ def require_file(data_file: Path, header_file: Path) -> None:
 _INVALID = {"16": -32768, "212": -2048}
 
 
+def signal_gain(field: str, adc_zero: str) -> tuple:
+    """A WFDB signal line's gain field (``1000.0(0)/mV``, ``4880/mV``, ``200``) and its ADC
+    zero as ``(ADC units per physical unit, baseline, units)``: the baseline is the one in
+    parentheses, else the ADC zero; a gain of 0 means WFDB's default, 200.  ValueError when a
+    number does not parse."""
+    spec, _, units = field.partition("/")
+    if "(" in spec:
+        gain_text, baseline = spec.rstrip(")").split("(", 1)
+        gain, baseline = float(gain_text), int(baseline)
+    else:
+        gain, baseline = float(spec), int(adc_zero)
+    return gain or 200.0, baseline, units
+
+
 def read_plain(base: Path, header_file: Path) -> tuple | None:
     """The fast path for the common case, PTB-XL's and MIT-BIH's: a single-segment record whose
     signals are stored in format 16 or 212 without skew or byte offsets.  The header is parsed
@@ -46,19 +60,13 @@ def read_plain(base: Path, header_file: Path) -> tuple | None:
     for k, f in enumerate(fields[1:]):
         if len(f) < 9 or f[1] not in _INVALID:
             return None
-        gain_text = f[2].split("/")[0]
         try:
-            adc_zero = int(f[4])
-            if "(" in gain_text:
-                gain, baseline = gain_text.rstrip(")").split("(")
-                gain, baseline = float(gain), int(baseline)
-            else:
-                gain, baseline = float(gain_text), adc_zero
+            gain, baseline, _ = signal_gain(f[2], f[4])
         except ValueError:
             return None
         files.setdefault((f[0], f[1]), []).append(k)
         names.append(" ".join(f[8:]))
-        scale.append((gain or 200.0, baseline))  # a gain of 0 means WFDB's default, 200
+        scale.append((gain, baseline))
     decoded = {}
     for (file_name, fmt), channels in files.items():
         data_file = base.parent / file_name

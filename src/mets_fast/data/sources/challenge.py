@@ -32,6 +32,7 @@ from ...signal import handle_nonfinite, resample
 from ..preprocess import DEFAULT_SETTINGS, Settings
 from ..records import describe_faults, lead_faults, select_leads, standard_lead
 from ..splits import split_groups
+from ..wfdb_fast import signal_gain
 from ..store import store_row
 from .items import Item, Source
 from .wfdb import read_many
@@ -186,18 +187,11 @@ def read_challenge(header: str | os.PathLike) -> ChallengeRecord:
 
 
 def _gain(f: list, header: Path) -> tuple:
-    """(ADC units per mV, baseline) of a signal line."""
-    spec, _, units = f[2].partition("/")
+    """(ADC units per mV, baseline) of a signal line (µV units read as such)."""
     try:
-        adc_zero = int(f[4])
-        if "(" in spec:
-            gain_text, baseline = spec.rstrip(")").split("(")
-            gain, baseline = float(gain_text), int(baseline)
-        else:
-            gain, baseline = float(spec), adc_zero
+        gain, baseline, units = signal_gain(f[2], f[4])
     except ValueError:
         raise ValueError(f"{header}: cannot read the gain {f[2]!r}") from None
-    gain = gain or 200.0  # WFDB: a gain of 0 means the default, 200
     if units.lower() in ("uv", "µv"):
         gain *= 1000.0
     return gain, baseline
