@@ -186,3 +186,26 @@ def test_zeroshot_on_a_challenge_tree_reports_aurocs_and_the_challenge_score(
     assert r["n"] == 4 and r["split"] == "all"  # four readable records (INCART's six windows: one)
     assert -10 < r["challenge_score"] <= 1 and 0 <= r["auroc"] <= 1
     assert set(r["per_class"]) <= set(challenge_labels().abbreviations.values())
+
+
+def test_the_probe_on_a_challenge_tree_scores_the_challenge_metric(trained, tmp_path, make_ecg,
+                                                                   write_challenge, capsys):
+    from mets_fast.linear_probe import main as probe_main
+
+    codes = ("164889003", "426783006", "427084000")  # AF, sinus rhythm, sinus tachycardia
+    for k in range(40):
+        x, _ = make_ecg(500, seconds=10, seed=k, rate=(70, 70, 110)[k % 3])
+        write_challenge(tmp_path / "tree", f"A{k:04d}", np.stack([x] * 12), 500,
+                        [codes[k % 3]])
+    out = tmp_path / "p"
+    assert probe_main(["--model", str(trained), "--data", f"challenge:{tmp_path / 'tree'}",
+                       "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "| challenge | challenge_score | pretrained |" in printed
+    import json
+
+    result = json.loads((out / "linear_probe.json").read_text())["challenge"]
+    assert result["multilabel"] and "NSR" in result["classes"]
+    for encoder in ("pretrained", "random"):
+        for fraction in ("1%", "10%", "100%"):
+            assert result[encoder][fraction]["challenge_score"] <= 1

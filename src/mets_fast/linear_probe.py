@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a run directory (mets_fast.train --out)")
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--data", help="synthetic, ptbxl:ROOT, mitbih:DIR or store:DIR")
+    what.add_argument("--data", help="synthetic, ptbxl:ROOT, mitbih:DIR, challenge:ROOT or "
+                                     "store:DIR")
     add_benchmark_flags(parser, what)
     parser.add_argument("--leads", help="probe with only these leads (comma-separated, e.g. "
                                         "I,II); the others are zeros")

@@ -1,5 +1,6 @@
-"""Zero-shot on a PhysioNet/CinC Challenge tree: every class the Challenge scores that the
-split's recordings carry, multi-label, with the macro AUROC and the Challenge's own metric."""
+"""Zero-shot and the linear probe on a PhysioNet/CinC Challenge tree: every class the Challenge
+scores that the split's recordings carry, multi-label, with the macro AUROC and the Challenge's
+own metric."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from ..data.preprocess import check_compatible
 from ..data.sources.challenge import NORMAL, challenge_labels
 from ..data.spec import DataSpec
 from ..data.store import ECGStore
-from .datasets import default_split, with_leads
+from .datasets import ProbeSet, default_split, with_leads
 from .metrics import challenge_score, multilabel_auroc, softmax
 from .zeroshot import ZeroShotClassifier
 
@@ -56,3 +57,30 @@ def challenge_zeroshot(model, spec: DataSpec, split: str | None = None,
                                                 classes.index(NORMAL))
     result["split"] = split
     return result
+
+
+def challenge_probe_set(model, spec: DataSpec, quiet: bool = False, leads=None) -> ProbeSet:
+    """The linear-probe set of a Challenge tree: its train and test splits (the first window
+    of each record), multi-label over the scored classes present in both (sinus rhythm
+    always), with the Challenge metric."""
+    store = ECGStore.open(prepared_store(spec, settings=model.settings, quiet=quiet))
+    check_compatible(store, model.settings)
+    labels = challenge_labels()
+    parts = {}
+    for split in ("train", "test"):
+        rows = store.split(split)
+        _, firsts = np.unique(store.meta["record"].astype(str).to_numpy()[rows],
+                              return_index=True)
+        parts[split] = rows[np.sort(firsts)]
+    dx = {split: [set(store.meta["dx"].iloc[r]) for r in rows] for split, rows in parts.items()}
+    classes = [c for c in labels.scored
+               if c == NORMAL or all(any(c in d for d in dx[s]) for s in parts)]
+    if not len(parts["train"]) or not len(parts["test"]):
+        raise ValueError(f"{spec} needs records in its train and its test split for a probe")
+    targets = {s: np.array([[c in d for c in classes] for d in dx[s]], dtype=np.int8)
+               for s in parts}
+    index = [labels.scored.index(c) for c in classes]
+    return ProbeSet(with_leads(store.signals, model.settings, leads), parts["train"],
+                    targets["train"], parts["test"], targets["test"],
+                    tuple(labels.abbreviations.get(c, c) for c in classes), True,
+                    (labels.weights[np.ix_(index, index)], classes.index(NORMAL)))

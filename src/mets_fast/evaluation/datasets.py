@@ -214,7 +214,8 @@ def _header_leads(header: Path) -> list:
 class ProbeSet(NamedTuple):
     """A linear-probe task: positions of the training and test ECGs in ``signals`` (shared by
     the tasks of one data set, so features are computed once), their targets (class indices,
-    or a 0/1 matrix for a multi-label task) and the class codes."""
+    or a 0/1 matrix for a multi-label task) and the class codes; ``challenge``: (weights,
+    normal column) where the PhysioNet/CinC Challenge metric is scored too."""
 
     signals: np.ndarray
     train: np.ndarray
@@ -223,6 +224,7 @@ class ProbeSet(NamedTuple):
     test_targets: np.ndarray
     classes: tuple
     multilabel: bool
+    challenge: tuple | None = None
 
 
 def store_probe_sets(spec: DataSpec, settings: Settings, n: int = 10000,

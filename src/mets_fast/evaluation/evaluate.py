@@ -102,6 +102,14 @@ def evaluate(model, data: str | DataSpec | ECGStore, *, protocol: str = "zerosho
     spec = parse_data(data) if isinstance(data, str) else data
     run_dir = run_dir if run_dir is not None else getattr(model, "run_dir", None)
     n = corpus_size(run_dir if spec.kind == "synthetic" else None)
+    if spec.kind == "challenge":
+        from .challenge import challenge_probe_set, challenge_zeroshot
+
+        if protocol == "probe":
+            sets = {"challenge": challenge_probe_set(model, spec, quiet, leads)}
+            return ProbeReport(probe(model, sets, seed=seed, quiet=quiet), sets)
+        return ZeroShotReport({}, {"challenge": challenge_zeroshot(model, spec, split, quiet,
+                                                                   leads)}, {}, [])
     if protocol == "probe":
         if spec.kind == "mitbih":
             sets = mitbih_probe_sets(spec.path, model.settings, seed=seed)
@@ -112,14 +120,6 @@ def evaluate(model, data: str | DataSpec | ECGStore, *, protocol: str = "zerosho
                              f"split sharing two classes of a label family)")
         sets = probe_with_leads(sets, model.settings, leads)
         return ProbeReport(probe(model, sets, seed=seed, quiet=quiet), sets)
-    if spec.kind == "challenge":
-        if protocol == "probe":
-            raise ValueError("the linear probe of a Challenge tree is not built yet: evaluate "
-                             "it zero-shot")
-        from .challenge import challenge_zeroshot
-
-        return ZeroShotReport({}, {"challenge": challenge_zeroshot(model, spec, split, quiet,
-                                                                   leads)}, {}, [])
     if spec.kind == "mitbih":
         found = mitbih_evaluation(spec.path, model.settings, split=split or "all",
                                   per_class=per_class or 100, seed=seed, quiet=quiet)

@@ -65,6 +65,8 @@ def probe_table(results: dict, sets: dict) -> str:
     lines = ["| task | metric | encoder | 1% | 10% | 100% |", "|---|---|---|---|---|---|"]
     for task, by_encoder in results.items():
         keys = ("auroc",) if sets[task].multilabel else ("accuracy", "f1", "auroc")
+        if sets[task].challenge is not None:
+            keys += ("challenge_score",)
         for key in keys:
             for encoder, by_fraction in by_encoder.items():
                 cells = [by_fraction[f][key] for f in ("1%", "10%", "100%")]

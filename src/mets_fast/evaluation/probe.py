@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import torch
 
-from .metrics import classification_metrics, multilabel_auroc
+from .metrics import challenge_score, classification_metrics, multilabel_auroc
 
 FRACTIONS = (0.01, 0.1, 1.0)
 
@@ -55,8 +55,11 @@ def label_subset(targets: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return np.array(sorted(chosen))
 
 
-def fit_and_score(train_x, train_y, test_x, test_y, multilabel: bool, seed: int = 0) -> dict:
-    """A standardised logistic regression on the training features, scored on the test ones."""
+def fit_and_score(train_x, train_y, test_x, test_y, multilabel: bool, seed: int = 0,
+                  challenge: tuple | None = None) -> dict:
+    """A standardised logistic regression on the training features, scored on the test ones
+    (with `challenge`, (weights, normal column), a multi-label task also gets the Challenge
+    metric of the classes whose probability is at least 0.5)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -85,7 +88,10 @@ def fit_and_score(train_x, train_y, test_x, test_y, multilabel: bool, seed: int 
             scores[:, c] = head().fit(a, train_y[:, c]).predict_proba(b)[:, 1]
         else:  # the subset holds no positive (or no negative) of this class
             scores[:, c] = float(train_y[:, c].mean())
-    return multilabel_auroc(scores, test_y)
+    result = multilabel_auroc(scores, test_y)
+    if challenge is not None:
+        result["challenge_score"] = challenge_score(test_y, scores >= 0.5, *challenge)
+    return result
 
 
 def random_encoder(model, seed: int = 0):
@@ -119,7 +125,7 @@ def probe(model, sets: dict, seed: int = 0, quiet: bool = False) -> dict:
                 rows = label_subset(s.train_targets, fraction, seed)
                 results[task][name][f"{fraction:.0%}"] = fit_and_score(
                     train_x[rows], s.train_targets[rows], test_x, s.test_targets, s.multilabel,
-                    seed)
+                    seed, s.challenge)
         if not quiet:
             print(f"  {name} encoder done", file=sys.stderr, flush=True)
     return results
