@@ -5,6 +5,7 @@
     python -m mets_fast.prepare mitbih /data/mitdb --out stores/mitbih
     python -m mets_fast.prepare wfdb rec1 rec2 ... --out stores/mine [--reports reports.csv]
     python -m mets_fast.prepare challenge /data/cinc2021/training --out stores/challenge
+    python -m mets_fast.prepare mimic-iv-ecg /data/mimic-iv-ecg --out stores/mimic --workers 2
 
 Every ECG is resampled to --fs (100 Hz by default), cleaned (baseline removal, 0.5-40 Hz
 band-pass, power-line notch: 50 Hz, 60 Hz for MIT-BIH, recorded in the Americas), normalised
@@ -48,8 +49,8 @@ def settings_of(args) -> Settings:
     if args.source == "synthetic" and args.n < 1:
         raise UsageError(f"--n must be a positive number of ECGs, got {args.n}")
     if args.workers > 1 and args.source in ("synthetic", "mitbih"):
-        raise UsageError(f"--workers applies to ptbxl, wfdb and challenge (processes reading "
-                         f"records); "
+        raise UsageError(f"--workers applies to ptbxl, wfdb, challenge and mimic-iv-ecg "
+                         f"(processes reading records); "
                          f"{args.source} is prepared in one process, whose Numba kernels use "
                          f"--threads")
     powerline = args.powerline if args.powerline is not None else (default.powerline or 0.0)
@@ -107,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--powerline", type=float, default=None,
                         help="power-line frequency of the notch in Hz (50; MIT-BIH 60; 0: off)")
     common.add_argument("--workers", type=positive_int, default=1,
-                        help="processes reading records, ptbxl, wfdb and challenge only "
-                             "(spawned; 1: they pay off for thousands of records)")
+                        help="processes reading records, ptbxl, wfdb, challenge and "
+                             "mimic-iv-ecg only (spawned; 1: they pay off for thousands of "
+                             "records)")
     common.add_argument("--threads", type=positive_int, default=None,
                         help="threads for the Numba kernels (default: all cores)")
     common.add_argument("--seed", type=seed, default=0, help="seed for splits and sampling")
@@ -139,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="PhysioNet/CinC Challenge 2020/2021 trees (.hea + .mat)")
     s.add_argument("paths", nargs="+", type=Path, metavar="ROOT",
                    help="folders searched recursively for records (every database mixed)")
+    s = sub.add_parser("mimic-iv-ecg", parents=[common],
+                       help="MIMIC-IV-ECG: record_list.csv, machine_measurements.csv, files/")
+    s.add_argument("root", type=Path, help="the MIMIC-IV-ECG root")
+    s.add_argument("--split", choices=("patient", "random"), default="patient",
+                   help="by patient (default; seeded 98/1/1) or by record (MERL's)")
     return parser
 
 
@@ -156,7 +163,8 @@ def _run(args) -> int:
                          paths=getattr(args, "paths", None), n=getattr(args, "n", 0),
                          seed=args.seed, workers=args.workers,
                          rate=getattr(args, "rate", None), step=getattr(args, "step", None),
-                         windows=getattr(args, "windows", "beats"), reports=reports)
+                         windows=getattr(args, "windows", "beats"), reports=reports,
+                         split=getattr(args, "split", "patient"))
     summary = write_store(args.out, source.items, source.n_max, settings, args.overwrite,
                           args.quiet, source.extra, required_leads=explicit)
     if not args.quiet:

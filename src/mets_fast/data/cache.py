@@ -75,6 +75,8 @@ def _fingerprint(spec: DataSpec) -> list:
         files = [f for h in mitbih.mitbih_headers(spec.path) for f in (h, h.with_suffix(".atr"))]
     elif spec.kind == "challenge":
         files = challenge.challenge_headers([spec.path])
+    elif spec.kind == "mimic-iv-ecg":
+        files = [spec.path / "record_list.csv", spec.path / "machine_measurements.csv"]
     else:
         files = [spec.path / name for name in ("ptbxl_database.csv", "scp_statements.csv")]
     return [(f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in files if f.is_file()]

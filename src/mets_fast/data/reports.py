@@ -17,7 +17,11 @@ import re
 import unicodedata
 from pathlib import Path
 
-__all__ = ["clean_report", "report_language"]
+__all__ = ["clean_report", "report_language", "machine_report"]
+
+# MIMIC-IV-ECG's data-quality banners ("--- Warning: Data quality may affect interpretation ---",
+# "*** Poor data quality, interpretation may be adversely affected"): a flag, not report text.
+_BANNER = re.compile(r"^\s*(\*\*\*|---)|(\*\*\*|---)\s*$")
 
 
 def clean_report(text: str, translate: bool = True) -> str:
@@ -41,6 +45,25 @@ def clean_report(text: str, translate: bool = True) -> str:
         if language != "en":
             text = _translate(text)
     return text
+
+
+def machine_report(lines) -> tuple:
+    """A report from the statement lines a cart printed (MIMIC-IV-ECG's ``report_0`` ...
+    ``report_17``), as the field cleans them: empty cells (None, NaN, blank) dropped, data-quality
+    banners (lines opening or closing with ``***`` or ``---``) removed from the text but
+    returned as a flag, ``EKG`` written ``ECG``, whitespace normalised, each statement one
+    sentence.  Returns ``(text, quality_flag)``; the text is ``""`` when no statement is left.
+    """
+    sentences, flagged = [], False
+    for line in lines:
+        if not isinstance(line, str) or not line.strip():
+            continue
+        if _BANNER.search(line):
+            flagged = True
+            continue
+        line = re.sub(r"\bEKG\b", "ECG", " ".join(line.split()), flags=re.IGNORECASE)
+        sentences.append(line if line.endswith((".", "!", "?")) else line + ".")
+    return " ".join(sentences), flagged
 
 
 def report_language(text: str) -> str:

@@ -1,12 +1,12 @@
-"""What ``--data`` names: ``synthetic``, ``ptbxl:ROOT``, ``mitbih:ROOT``, ``challenge:ROOT`` or
-``store:DIR``, parsed once into a :class:`DataSpec`."""
+"""What ``--data`` names: ``synthetic``, ``ptbxl:ROOT``, ``mitbih:ROOT``, ``challenge:ROOT``,
+``mimic-iv-ecg:ROOT`` or ``store:DIR``, parsed once into a :class:`DataSpec`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import NamedTuple
 
-DATA_KINDS = ("synthetic", "ptbxl", "mitbih", "challenge", "store")
+DATA_KINDS = ("synthetic", "ptbxl", "mitbih", "challenge", "mimic-iv-ecg", "store")
 
 
 class DataSpec(NamedTuple):
@@ -23,7 +23,7 @@ def parse_data(spec: str) -> DataSpec:
     """``"synthetic"``, ``"ptbxl:ROOT"``, ``"mitbih:ROOT"``, ``"challenge:ROOT"`` or
     ``"store:DIR"``; the path must exist.  Raises ValueError with the accepted forms
     otherwise."""
-    forms = "synthetic, ptbxl:ROOT, mitbih:ROOT, challenge:ROOT or store:DIR"
+    forms = "synthetic, ptbxl:ROOT, mitbih:ROOT, challenge:ROOT, mimic-iv-ecg:ROOT or store:DIR"
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"--data must be one of {forms}, got {spec!r}")
     kind, sep, path = spec.strip().partition(":")

@@ -6,7 +6,8 @@
 - ``ptbxl``: PTB-XL from its root directory;
 - ``mitbih``: MIT-BIH-format records with beat annotations, windowed;
 - ``wfdb``: any WFDB records;
-- ``challenge``: PhysioNet/CinC Challenge 2020/2021 trees (WFDB headers over ``.mat`` files).
+- ``challenge``: PhysioNet/CinC Challenge 2020/2021 trees (WFDB headers over ``.mat`` files);
+- ``mimic-iv-ecg``: MIMIC-IV-ECG's tree (its two tables and WFDB records).
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from pathlib import Path
 from typing import Sequence
 
 from ..preprocess import Settings
-from . import challenge, mitbih, ptbxl, synthetic, wfdb
+from . import challenge, mimic, mitbih, ptbxl, synthetic, wfdb
 from .items import Item, Source, skipped
 
 _MODULES = {"synthetic": synthetic, "ptbxl": ptbxl, "mitbih": mitbih, "wfdb": wfdb,
-            "challenge": challenge}
+            "challenge": challenge, "mimic-iv-ecg": mimic}
 SOURCES = tuple(_MODULES)
 SETTINGS = {kind: module.SETTINGS for kind, module in _MODULES.items()}
 
@@ -27,10 +28,12 @@ SETTINGS = {kind: module.SETTINGS for kind, module in _MODULES.items()}
 def open_source(kind: str, settings: Settings, *, root: Path | None = None,
                 paths: Sequence | None = None, n: int = synthetic.CORPUS_SIZE, seed: int = 0,
                 workers: int = 1, rate: int | None = None, step: float | None = None,
-                windows: str = "beats", reports: dict | None = None) -> Source:
+                windows: str = "beats", reports: dict | None = None,
+                split: str = "patient") -> Source:
     """The source of one kind (``"synthetic"``: `n` ECGs of the embedded corpus; ``"ptbxl"``
     and ``"mitbih"``: the data set at `root`; ``"wfdb"``: the records at `paths`;
-    ``"challenge"``: the trees at `paths`, or at `root`)."""
+    ``"challenge"``: the trees at `paths`, or at `root`; ``"mimic-iv-ecg"``: the tree at
+    `root`, split by patient or, with ``split="random"``, by record)."""
     if kind == "synthetic":
         return synthetic.source(settings, n, seed=seed)
     if kind == "ptbxl":
@@ -41,6 +44,8 @@ def open_source(kind: str, settings: Settings, *, root: Path | None = None,
         return wfdb.source(settings, paths, seed=seed, workers=workers, reports=reports)
     if kind == "challenge":
         return challenge.source(settings, paths or [root], seed=seed, workers=workers)
+    if kind == "mimic-iv-ecg":
+        return mimic.source(settings, root, seed=seed, workers=workers, split=split)
     raise ValueError(f"unknown source {kind!r}; expected one of {SOURCES}")
 
 
