@@ -144,7 +144,7 @@ PREPARE = [
     (["synthetic", "--n", "8", "--leads", ""], 2, "--leads must be comma-separated"),
     (["synthetic", "--n", "8", "--leads", "I,,II"], 2, "--leads must be comma-separated"),
     (["synthetic", "--n", "8", "--leads", "II,ii"], 2, "names a lead twice"),
-    (["synthetic", "--n", "8", "--workers", "2"], 2, "--workers applies to ptbxl, wfdb and"),
+    (["synthetic", "--n", "8", "--workers", "2"], 2, "--workers applies to ptbxl, wfdb,"),
     (["synthetic", "--n", "8", "--fs", "20"], 2, "--fs must be at least 50"),
     (["synthetic", "--n", "8", "--powerline", "-50"], 2, "--powerline must be a frequency"),
     (["synthetic", "--n", "8", "--leads", "I,foo"], 1, "not among them"),
