@@ -236,11 +236,19 @@ def prepare_recording(signal: np.ndarray, fs: float, leads: Sequence[str],
     if windows:
         if x.ndim != 2:
             raise ValueError("windows=True takes one recording (leads, samples), not a batch")
-        count = max(1, x.shape[-1] // settings.samples)
-        x = np.stack([x[:, k * settings.samples:(k + 1) * settings.samples]
-                      for k in range(count)])
-    real = np.full(x.shape[:-2], min(x.shape[-1], settings.samples))
-    return preprocess(fit_length(x, settings.samples), settings, lengths=real)
+        x, length = cut_windows(x, settings.samples)
+    else:
+        x, length = fit_length(x, settings.samples), min(x.shape[-1], settings.samples)
+    return preprocess(x, settings, lengths=np.full(x.shape[:-2], length))
+
+
+def cut_windows(x: np.ndarray, samples: int) -> tuple:
+    """One recording ``(leads, n)`` as consecutive windows ``(count, leads, samples)``: a last,
+    partial window is dropped unless it is the only one, which is zero-padded.  Returns
+    ``(windows, real samples per window)``."""
+    count = max(1, x.shape[-1] // samples)
+    windows = np.stack([x[:, k * samples:(k + 1) * samples] for k in range(count)])
+    return fit_length(windows, samples), min(x.shape[-1], samples)
 
 
 def _warn_unused(name: str, missing: list, faults: np.ndarray, leads: list) -> None:

@@ -94,14 +94,7 @@ def read_record(path: str | os.PathLike, fs: float | None = None,
         signal, mask = select_leads(signal, names, leads, what=f"record {base}")
         chosen = tuple(standard_lead(n) for n in leads)
     if fs is not None:
-        faults = np.where(mask, lead_faults(signal, source_fs), "")
-        if mask.any() and (faults[mask] != "").all():
-            raise ValueError(f"record {base} has no usable lead: "
-                             f"{describe_faults(faults, chosen)}")
-        signal = np.where(faults[:, None] != "", 0.0, signal)
-        mask = mask & (faults == "")
-        # a resampling filter would smear a NaN sample over its neighbours: fill short gaps
-        signal = handle_nonfinite(signal, source_fs, "interpolate", name=f"record {base}")
+        signal, mask = drop_unusable(signal, source_fs, mask, chosen, what=f"record {base}")
         if fs != source_fs:
             signal = resample(signal, source_fs, float(fs))
         source_fs = float(fs)
@@ -174,6 +167,21 @@ def lead_faults(signal: np.ndarray, fs: float, max_gap: float = 1.0) -> np.ndarr
         if longest > limit:
             faults[idx] = f"invalid for {longest / float(fs):.3g} s"
     return faults
+
+
+def drop_unusable(signal: np.ndarray, fs: float, mask: np.ndarray, names: Sequence[str],
+                  what: str) -> tuple:
+    """A record's leads (``(leads, samples)`` at `fs` Hz, named `names`, ``mask`` True where
+    present) made ready to resample: the present leads that cannot be used
+    (:func:`lead_faults`) become zeros with ``mask`` False, as missing leads are, and short
+    runs of invalid samples are filled (a resampling filter would smear a NaN over its
+    neighbours).  Returns ``(signal, mask)``; a ValueError naming `what` when no present lead
+    is usable."""
+    faults = np.where(mask, lead_faults(signal, fs), "")
+    if mask.any() and (faults[mask] != "").all():
+        raise ValueError(f"{what} has no usable lead: {describe_faults(faults, names)}")
+    signal = np.where(faults[:, None] != "", 0.0, signal)
+    return (handle_nonfinite(signal, fs, "interpolate", name=what), mask & (faults == ""))
 
 
 def describe_faults(faults: np.ndarray, names: Sequence[str]) -> str:

@@ -20,6 +20,16 @@ def require_file(data_file: Path, header_file: Path) -> None:
 _INVALID = {"16": -32768, "212": -2048}
 
 
+def record_line(fields: list) -> tuple:
+    """A WFDB header's record line, split, as ``(signals, fs in Hz, samples or None)`` (the
+    rate may carry a counter frequency, ``500/1000``, or a base, ``500(0)``; the sample count
+    may be absent).  ValueError when a number does not parse or a field is missing."""
+    if len(fields) < 3:
+        raise ValueError(f"a record line needs a name, a signal count and a rate, got {fields}")
+    length = int(fields[3]) if len(fields) > 3 else None
+    return int(fields[1]), float(fields[2].split("/")[0].split("(")[0]), length
+
+
 def signal_gain(field: str, adc_zero: str) -> tuple:
     """A WFDB signal line's gain field (``1000.0(0)/mV``, ``4880/mV``, ``200``) and its ADC
     zero as ``(ADC units per physical unit, baseline, units)``: the baseline is the one in
@@ -49,8 +59,7 @@ def read_plain(base: Path, header_file: Path) -> tuple | None:
     if not fields or len(fields[0]) < 4 or "/" in fields[0][0]:
         return None
     try:
-        n_sig, sig_len = int(fields[0][1]), int(fields[0][3])
-        fs = float(fields[0][2].split("/")[0].split("(")[0])
+        n_sig, fs, sig_len = record_line(fields[0])
     except ValueError:
         return None
     if n_sig < 1 or len(fields) != n_sig + 1:

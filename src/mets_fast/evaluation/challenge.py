@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data.cache import prepared_store
-from ..data.preprocess import check_compatible
 from ..data.sources.challenge import NORMAL, challenge_labels
 from ..data.spec import DataSpec
-from ..data.store import ECGStore
-from .datasets import ProbeSet, default_split, with_leads
+from .datasets import ProbeSet, default_split, model_store, with_leads
 from .metrics import challenge_score, multilabel_auroc, softmax
 from .zeroshot import ZeroShotClassifier
 
@@ -28,8 +25,7 @@ def challenge_zeroshot(model, spec: DataSpec, split: str | None = None,
     tuned on the labels.  `leads`: only these leads (the others zeros).  Returns ``auroc`` (macro over the classes with positives and
     negatives), ``per_class`` (abbreviation -> AUROC), ``classes``, ``n`` (recordings) and
     ``challenge_score``."""
-    store = ECGStore.open(prepared_store(spec, settings=model.settings, quiet=quiet))
-    check_compatible(store, model.settings)
+    store = model_store(spec, model.settings, quiet=quiet)
     split = split or default_split(store)
     rows = np.arange(len(store)) if split == "all" else store.split(split)
     if not len(rows):
@@ -63,8 +59,7 @@ def challenge_probe_set(model, spec: DataSpec, quiet: bool = False, leads=None) 
     """The linear-probe set of a Challenge tree: its train and test splits (the first window
     of each record), multi-label over the scored classes present in both (sinus rhythm
     always), with the Challenge metric."""
-    store = ECGStore.open(prepared_store(spec, settings=model.settings, quiet=quiet))
-    check_compatible(store, model.settings)
+    store = model_store(spec, model.settings, quiet=quiet)
     labels = challenge_labels()
     parts = {}
     for split in ("train", "test"):

@@ -93,15 +93,22 @@ def corpus_size(run_dir) -> int:
     return size
 
 
+def model_store(spec: DataSpec, settings: Settings, n: int = CORPUS_SIZE,
+                quiet: bool = False) -> ECGStore:
+    """The store of `spec` prepared with a model's `settings` (`n` ECGs of ``synthetic``),
+    open and checked to hold ECGs of the model's shape."""
+    store = ECGStore.open(prepared_store(spec, n=n, settings=settings, quiet=quiet))
+    check_compatible(store, settings)
+    return store
+
+
 def store_evaluation(spec: DataSpec, settings: Settings, *, split: str | None = None,
                      per_class: int = 200, seed: int = 0, tasks=None,
                      statements: Path | None = None, n: int = 10000,
                      quiet: bool = False) -> Evaluation:
     """The sets of a store (``store:DIR``), or of ``synthetic`` (`n` ECGs) / ``ptbxl:ROOT``
     prepared with the model's `settings`."""
-    path = prepared_store(spec, n=n, settings=settings, quiet=quiet)
-    store = ECGStore.open(path)
-    check_compatible(store, settings)
+    store = model_store(spec, settings, n=n, quiet=quiet)
     split = split or default_split(store)
     single = evaluation_sets(store.meta, split=split, per_class=per_class, seed=seed, tasks=tasks)
     multi, notes = {}, []
@@ -232,8 +239,7 @@ def store_probe_sets(spec: DataSpec, settings: Settings, n: int = 10000,
     """The linear-probe tasks of a store: for PTB-XL, MERL's four multi-label families
     (train split -> test split); for the synthetic corpus, rhythm (single-label: every ECG has
     one) and superclass (multi-label).  Classes absent from either side are left out."""
-    store = ECGStore.open(prepared_store(spec, n=n, settings=settings, quiet=quiet))
-    check_compatible(store, settings)
+    store = model_store(spec, settings, n=n, quiet=quiet)
     test_split = default_split(store)
     sources = set(store.meta["source"])
     families = [f for s in sorted(sources) for f in PROBE_FAMILIES.get(s, ())]

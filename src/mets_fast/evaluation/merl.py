@@ -24,11 +24,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..data.cache import prepared_store
-from ..data.preprocess import check_compatible
 from ..data.spec import DataSpec
-from ..data.store import ECGStore
-from .datasets import ProbeSet, with_leads
+from .datasets import ProbeSet, model_store, with_leads
 from .metrics import multilabel_auroc
 from .zeroshot import TEMPLATES, ZeroShotClassifier
 
@@ -88,9 +85,7 @@ class _Located(NamedTuple):
 
 
 def _locate(model, kind: str, root, quiet: bool, leads) -> _Located:
-    spec = DataSpec(kind, Path(root))
-    store = ECGStore.open(prepared_store(spec, settings=model.settings, quiet=quiet))
-    check_compatible(store, model.settings)
+    store = model_store(DataSpec(kind, Path(root)), model.settings, quiet=quiet)
     if kind == "ptbxl":
         ids = store.meta["id"].astype(str).str.removeprefix("ptbxl-")
     else:

@@ -28,12 +28,12 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ...signal import handle_nonfinite, resample
-from ..preprocess import DEFAULT_SETTINGS, Settings
-from ..records import describe_faults, lead_faults, select_leads, standard_lead
+from ...signal import resample
+from ..preprocess import DEFAULT_SETTINGS, Settings, cut_windows
+from ..records import drop_unusable, select_leads, standard_lead
 from ..splits import split_groups
-from ..wfdb_fast import signal_gain
 from ..store import store_row
+from ..wfdb_fast import record_line, signal_gain
 from .items import Item, Source
 from .wfdb import read_many
 
@@ -140,12 +140,10 @@ def read_challenge(header: str | os.PathLike) -> ChallengeRecord:
         header = header.with_name(header.name + ".hea")
     lines = [line.strip() for line in header.read_text(errors="replace").splitlines()]
     fields = [line.split() for line in lines if line and not line.startswith("#")]
-    if not fields or len(fields[0]) < 3:
+    if not fields:
         raise ValueError(f"{header}: no record line")
     try:
-        n_sig = int(fields[0][1])
-        fs = float(fields[0][2].split("/")[0].split("(")[0])
-        length = int(fields[0][3]) if len(fields[0]) > 3 else None
+        n_sig, fs, length = record_line(fields[0])
     except ValueError:
         raise ValueError(f"{header}: cannot read the record line {' '.join(fields[0])!r}") \
             from None
@@ -219,25 +217,14 @@ def read_windows(args) -> tuple:
     header, fs, leads, samples = args
     try:
         rec = read_challenge(header)
-        faults = lead_faults(rec.signal, rec.fs)
-        if (faults != "").all():
-            raise ValueError(f"record {rec.name} has no usable lead: "
-                             f"{describe_faults(faults, rec.leads)}")
-        signal = np.where((faults != "")[:, None], 0.0, rec.signal)
-        signal = handle_nonfinite(signal, rec.fs, "interpolate", name=f"record {rec.name}")
+        what = f"record {rec.name}"
+        signal, mask = select_leads(rec.signal, rec.leads, leads, what=what)
+        signal, mask = drop_unusable(signal, rec.fs, mask, leads, what)
         if rec.fs != fs:
             signal = resample(signal, rec.fs, fs)
-        signal, mask = select_leads(signal, rec.leads, leads, what=f"record {rec.name}")
-        mask &= np.array([faults[rec.leads.index(n)] == "" if n in rec.leads else False
-                          for n in leads])
     except (OSError, ValueError) as exc:
         return None, None, 0, None, f"{type(exc).__name__}: {exc}"
-    count = max(1, signal.shape[1] // samples)
-    length = min(samples, signal.shape[1])
-    windows = np.zeros((count, len(leads), samples), dtype=np.float32)
-    for k in range(count):
-        part = signal[:, k * samples:(k + 1) * samples]
-        windows[k, :, :part.shape[1]] = part
+    windows, length = cut_windows(signal.astype(np.float32), samples)
     return windows, mask, length, (rec.age, rec.sex, rec.codes), None
 
 
@@ -256,11 +243,10 @@ def _windows_at_most(header: Path, settings: Settings) -> int:
     try:
         with open(header, errors="replace") as f:
             first = next(line for line in f if line.strip() and not line.startswith("#"))
-        fields = first.split()
-        fs = float(fields[2].split("/")[0].split("(")[0])
-        seconds = int(fields[3]) / fs
-    except (OSError, StopIteration, IndexError, ValueError, ZeroDivisionError):
-        return 1
+        _, fs, length = record_line(first.split())
+        seconds = length / fs
+    except (OSError, StopIteration, TypeError, ValueError, ZeroDivisionError):
+        return 1  # TypeError: no sample count
     return max(1, int(seconds * settings.fs) // settings.samples + 1)
 
 
