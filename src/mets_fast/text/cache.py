@@ -57,14 +57,20 @@ class EmbeddingCache:
             try:
                 db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
                 db.execute("PRAGMA journal_mode=WAL")
+                # the table and the version of a new database are written in one transaction:
+                # a process reading between the two would take a fresh database for an old
+                # one and move it aside under its writers
+                db.execute("BEGIN IMMEDIATE")
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
                 if tables and version != FORMAT_VERSION:
+                    db.execute("ROLLBACK")
                     db.close()
                     self._set_aside(f"format version {version}, expected {FORMAT_VERSION}")
                     continue
                 db.execute(_SCHEMA)
                 db.execute(f"PRAGMA user_version={FORMAT_VERSION}")
+                db.execute("COMMIT")
                 return db
             except sqlite3.DatabaseError as exc:
                 if attempt:
