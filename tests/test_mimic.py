@@ -6,6 +6,7 @@ the reader on it."""
 import csv
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mets_fast.data import ECGStore
@@ -155,7 +156,110 @@ def test_reports_and_measurements_as_the_field_cleans_them():
                                     "affected", "Sinus  rhythm", float("nan"), "", "Borderline EKG"])
     assert text == "Sinus rhythm. Borderline ECG." and flagged
     assert machine_report([None, ""]) == ("", False)
-    m = measurements({"rr_interval": "800", "p_onset": 29999, "qrs_onset": 200,
-                      "qrs_end": "290", "t_end": 600, "qrs_axis": -30})
-    assert m["rr"] == 800 and m["pr"] is None and m["qrs"] == 90 and m["qt"] == 400
-    assert m["qrs_axis"] == -30 and m["p_axis"] is None
+    m = measurements(pd.DataFrame({"rr_interval": ["800", "x"], "p_onset": [29999, 40],
+                                   "qrs_onset": [200, 100], "qrs_end": ["290", ""],
+                                   "t_end": [600, 500], "qrs_axis": [-30, 10]}))
+    assert m["rr"][0] == 800 and np.isnan(m["pr"][0]) and m["qrs"][0] == 90
+    assert m["qt"][0] == 400 and m["qrs_axis"][0] == -30 and np.isnan(m["p_axis"]).all()
+    assert np.isnan(m["rr"][1]) and m["pr"][1] == 60 and np.isnan(m["qrs"][1])
+
+
+STORE_FILES = ("signals.npy", "meta.parquet", "lead_mask.npy")
+SLOW_CHILD = """
+import sys, time
+from mets_fast.data import shards
+from mets_fast.data.sources import mimic
+from mets_fast.prepare import main
+
+read, copy = mimic.read_checked, shards._copy
+mimic.read_checked = lambda args: (time.sleep(0.05), read(args))[1]
+shards._copy = lambda *args: (time.sleep(0.4), copy(*args))[1]
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _prepare(root, out, *flags):
+    return prepare_main(["mimic-iv-ecg", str(root), "--out", str(out), "--quiet",
+                         "--shard-size", "3", *flags])
+
+
+def _same_store(a, b):
+    for name in STORE_FILES:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_the_store_is_the_same_whatever_the_workers(mimic_tree, tmp_path):
+    root, _ = mimic_tree
+    assert _prepare(root, tmp_path / "one") == 0
+    assert _prepare(root, tmp_path / "two", "--workers", "2") == 0
+    _same_store(tmp_path / "one", tmp_path / "two")
+    assert not list(tmp_path.glob(".*.partial"))
+
+
+def _kill_when(root, out, ready, timeout=120):
+    """Starts a slowed prepare in a child process and SIGKILLs it once ``ready(work)``."""
+    import subprocess
+    import sys
+    import time
+
+    work = out.with_name(f".{out.name}.partial")
+    child = subprocess.Popen([sys.executable, "-c", SLOW_CHILD, "mimic-iv-ecg", str(root),
+                              "--out", str(out), "--quiet", "--shard-size", "3", "--resume"])
+    deadline = time.monotonic() + timeout
+    while not ready(work) and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    killed = child.poll() is None
+    child.kill()
+    child.wait()
+    return killed
+
+
+def _shards_done(k):
+    return lambda work: len(list(work.glob("shards/*.npz"))) >= k
+
+
+@pytest.mark.parametrize("points", [
+    [_shards_done(1)],
+    [_shards_done(4), _shards_done(7)],  # killed twice: the second time while resuming
+    [lambda work: (work / "appended.json").is_file()],
+    [lambda work: (work / "appended.json").is_file() and '"shards": 2' in
+     (work / "appended.json").read_text()],
+], ids=["first-shard", "twice", "appending", "mid-append"])
+def test_resume_after_sigkill_gives_the_same_store(mimic_tree, tmp_path, points):
+    root, _ = mimic_tree
+    assert _prepare(root, tmp_path / "whole") == 0
+    out = tmp_path / "resumed"
+    for ready in points:
+        assert _kill_when(root, out, ready), "the child ended before it could be killed"
+        assert not out.exists() and (tmp_path / ".resumed.partial" / "plan.json").is_file()
+    assert _prepare(root, out, "--resume") == 0
+    _same_store(tmp_path / "whole", out)
+    assert not (tmp_path / ".resumed.partial").exists()
+
+
+def test_an_interrupted_run_is_resumed_or_discarded_never_mixed(mimic_tree, tmp_path,
+                                                               capsys):
+    root, _ = mimic_tree
+    out = tmp_path / "s"
+    assert _kill_when(root, out, _shards_done(2))
+    capsys.readouterr()
+    assert _prepare(root, out) == 1  # neither --resume nor --overwrite
+    err = capsys.readouterr().err
+    assert "holds an interrupted preparation" in err and err.count("\n") == 1
+    assert _prepare(root, out, "--resume", "--fs", "250") == 1  # other settings
+    assert "other records or settings" in capsys.readouterr().err
+    assert _prepare(root, out, "--overwrite", "--fs", "250") == 0
+    assert ECGStore.open(out).fs == 250
+    assert _prepare(root, out, "--resume", "--fs", "250") == 0
+    assert "nothing to resume" in capsys.readouterr().out
+    # killed after the store was renamed into place, before the work folder was removed
+    work = tmp_path / ".s.partial"
+    (work / "shards").mkdir(parents=True)
+    (work / "plan.json").write_text("{}")
+    (work / "appended.json").write_text('{"shards": 11, "bytes": 0}')
+    before = (out / "signals.npy").read_bytes()
+    assert _prepare(root, out, "--resume", "--fs", "250") == 0
+    assert not work.exists() and (out / "signals.npy").read_bytes() == before
+    assert prepare_main(["synthetic", "--n", "4", "--out", str(tmp_path / "x"),
+                         "--resume"]) == 2
+    assert "apply to mimic-iv-ecg" in capsys.readouterr().err

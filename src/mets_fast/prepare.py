@@ -6,6 +6,7 @@
     python -m mets_fast.prepare wfdb rec1 rec2 ... --out stores/mine [--reports reports.csv]
     python -m mets_fast.prepare challenge /data/cinc2021/training --out stores/challenge
     python -m mets_fast.prepare mimic-iv-ecg /data/mimic-iv-ecg --out stores/mimic --workers 2
+    python -m mets_fast.prepare mimic-iv-ecg /data/mimic-iv-ecg --out stores/mimic --workers 2 --resume
 
 Every ECG is resampled to --fs (100 Hz by default), cleaned (baseline removal, 0.5-40 Hz
 band-pass, power-line notch: 50 Hz, 60 Hz for MIT-BIH, recorded in the Americas), normalised
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.ingest import write_store
+from .data.ingest import write_source
 from .data.preprocess import Settings
 from .data.records import parse_leads
 from .data.sources import SETTINGS, open_source
@@ -56,7 +57,14 @@ def settings_of(args) -> Settings:
     powerline = args.powerline if args.powerline is not None else (default.powerline or 0.0)
     if not (np.isfinite(powerline) and powerline >= 0):
         raise UsageError(f"--powerline must be a frequency in Hz (0: no notch), got {powerline}")
-    if args.out.exists() and not args.overwrite:
+    sharded = args.source == "mimic-iv-ecg"
+    if (args.resume or args.shard_size) and not sharded:
+        raise UsageError(f"--resume and --shard-size apply to mimic-iv-ecg (prepared in "
+                         f"shards), not {args.source}")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues an interrupted run, --overwrite discards it: "
+                         "pass one")
+    if args.out.exists() and not (args.overwrite or args.resume):
         raise UsageError(f"--out {args.out} exists; pass --overwrite to replace it")
     leads = default.leads if args.leads is None else parse_leads(args.leads)
     return Settings(fs, seconds, leads, not args.no_clean, powerline or None,
@@ -115,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="threads for the Numba kernels (default: all cores)")
     common.add_argument("--seed", type=seed, default=0, help="seed for splits and sampling")
     common.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    common.add_argument("--resume", action="store_true",
+                        help="mimic-iv-ecg: continue a run that was interrupted (killed, "
+                             "Ctrl-C, a full disk) from its last finished shard")
+    common.add_argument("--shard-size", type=positive_int, default=None,
+                        help="mimic-iv-ecg: records per shard, the unit of work of a worker "
+                             "and of --resume (4096)")
     common.add_argument("--quiet", action="store_true", help="no progress bar")
     sub = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
     s = sub.add_parser("synthetic", parents=[common], help="the embedded synthetic corpus")
@@ -165,9 +179,13 @@ def _run(args) -> int:
                          rate=getattr(args, "rate", None), step=getattr(args, "step", None),
                          windows=getattr(args, "windows", "beats"), reports=reports,
                          split=getattr(args, "split", "patient"))
-    summary = write_store(args.out, source.items, source.n_max, settings, args.overwrite,
-                          args.quiet, source.extra, required_leads=explicit)
-    if not args.quiet:
+    summary = write_source(args.out, source, settings, workers=args.workers,
+                           overwrite=args.overwrite, resume=args.resume,
+                           shard_size=args.shard_size, quiet=args.quiet,
+                           required_leads=explicit)
+    if summary["written"] is None:
+        print(f"{args.out} is complete: nothing to resume")
+    elif not args.quiet:
         _print_summary(summary, args.out, settings)
     return 0
 

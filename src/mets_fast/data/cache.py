@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from ..paths import default_cache_dir
-from .ingest import write_store
+from .ingest import write_source
 from .preprocess import Settings
 from .sources import SETTINGS, challenge, mitbih, open_source
 from .sources.synthetic import CORPUS_SIZE
@@ -53,8 +53,8 @@ def prepared_store(spec: DataSpec, *, n: int = CORPUS_SIZE, settings: Settings |
         if _usable(out):
             return out
         source = open_source(spec.kind, settings, root=spec.path, n=n, seed=DATA_SEED)
-        write_store(out, source.items, source.n_max, settings, overwrite=out.exists(),
-                    quiet=quiet, extra={**source.extra, "data": str(spec)})
+        write_source(out, source, settings, overwrite=out.exists(), quiet=quiet,
+                     extra={"data": str(spec)})
     return out
 
 

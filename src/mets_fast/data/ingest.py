@@ -1,11 +1,11 @@
 """Ingesting a source into a store: :func:`write_store` drains the ECGs a source yields
 (:mod:`mets_fast.data.sources`) through the preprocessing into an :class:`ECGStore`, and sums
-up what it wrote and skipped.  The ``prepare`` CLI and the cache of prepared stores both write
-through here."""
+up what it wrote and skipped; a corpus too large for that goes through
+:func:`~mets_fast.data.shards.write_sharded`.  The ``prepare`` CLI and the cache of prepared
+stores both write through :func:`write_source`."""
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 
 from .preprocess import Settings, preprocess
+from .shards import ShardedSource, write_sharded
 from .store import StoreWriter
+from .summary import summarize
 
 BATCH = 256  # ECGs cleaned and written at a time
 
@@ -77,15 +79,20 @@ def write_store(out: Path, source: Iterable, n_max: int, settings: Settings,
     return summary
 
 
-def summarize(meta: pd.DataFrame, skipped: list) -> dict:
-    summary = {"written": len(meta), "skipped": len(skipped),
-               "skip_reasons": Counter(s["skip"].split(":")[0] for s in skipped),
-               "skipped_ids": [s["id"] for s in skipped[:20]],
-               "first_error": skipped[0]["skip"] if skipped else None,
-               "splits": dict(Counter(meta["split"])) if len(meta) else {},
-               "no_report": int((meta["report_clean"].astype(str).str.strip() == "").sum())
-               if len(meta) else 0}
-    for family in ("superclass", "rhythm", "form"):
-        if family in meta and len(meta):
-            summary[family] = dict(Counter(c for ls in meta[family] for c in ls).most_common())
-    return summary
+def write_source(out: Path, source, settings: Settings, *, workers: int = 1,
+                 overwrite: bool = False, resume: bool = False, shard_size: int | None = None,
+                 quiet: bool = False, extra: dict | None = None, required_leads=()) -> dict:
+    """`source` (a :class:`~mets_fast.data.sources.Source` or a
+    :class:`~mets_fast.data.shards.ShardedSource`) prepared into a store at `out`; returns the
+    summary.  `resume` and `shard_size` apply to a sharded source only (ValueError otherwise);
+    `extra` is added to what the manifest records about the source."""
+    if isinstance(source, ShardedSource):
+        source = source._replace(extra={**source.extra, **(extra or {})})
+        return write_sharded(out, source, settings, workers=workers, overwrite=overwrite,
+                             resume=resume, quiet=quiet, required_leads=required_leads,
+                             **({} if shard_size is None else {"shard_size": shard_size}))
+    if resume or shard_size is not None:
+        raise ValueError("resuming and shard sizes apply to sources prepared in shards "
+                         "(mimic-iv-ecg)")
+    return write_store(out, source.items, source.n_max, settings, overwrite, quiet,
+                       {**source.extra, **(extra or {})}, required_leads=required_leads)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..preprocess import Settings
+from ..shards import ShardedSource
 from . import challenge, mimic, mitbih, ptbxl, synthetic, wfdb
 from .items import Item, Source, skipped
 
@@ -29,11 +30,12 @@ def open_source(kind: str, settings: Settings, *, root: Path | None = None,
                 paths: Sequence | None = None, n: int = synthetic.CORPUS_SIZE, seed: int = 0,
                 workers: int = 1, rate: int | None = None, step: float | None = None,
                 windows: str = "beats", reports: dict | None = None,
-                split: str = "patient") -> Source:
+                split: str = "patient") -> Source | ShardedSource:
     """The source of one kind (``"synthetic"``: `n` ECGs of the embedded corpus; ``"ptbxl"``
     and ``"mitbih"``: the data set at `root`; ``"wfdb"``: the records at `paths`;
     ``"challenge"``: the trees at `paths`, or at `root`; ``"mimic-iv-ecg"``: the tree at
-    `root`, split by patient or, with ``split="random"``, by record)."""
+    `root`, split by patient or, with ``split="random"``, by record, as a
+    :class:`~mets_fast.data.shards.ShardedSource`)."""
     if kind == "synthetic":
         return synthetic.source(settings, n, seed=seed)
     if kind == "ptbxl":
@@ -45,7 +47,7 @@ def open_source(kind: str, settings: Settings, *, root: Path | None = None,
     if kind == "challenge":
         return challenge.source(settings, paths or [root], seed=seed, workers=workers)
     if kind == "mimic-iv-ecg":
-        return mimic.source(settings, root, seed=seed, workers=workers, split=split)
+        return mimic.source(settings, root, seed=seed, split=split)
     raise ValueError(f"unknown source {kind!r}; expected one of {SOURCES}")
 
 

@@ -26,9 +26,8 @@ from ..preprocess import DEFAULT_SETTINGS, Settings
 from ..records import STANDARD_LEADS, standard_lead
 from ..reports import clean_report, machine_report
 from ..splits import split_groups
-from ..store import store_row
-from .items import Item, Source
-from .wfdb import Fitted, read_fitted, read_many
+from ..shards import ShardedSource
+from .wfdb import Fitted, read_fitted
 
 SETTINGS = DEFAULT_SETTINGS._replace(powerline=60.0)  # Beth Israel Deaconess, Boston
 SPLITS = ("patient", "random")
@@ -66,60 +65,52 @@ def _csv(path: Path, needed: tuple) -> pd.DataFrame:
     return table
 
 
-def measurements(row) -> dict:
-    """A study's measurements as the store keeps them: ``rr``, ``pr``, ``qrs``, ``qt`` in ms
-    (from the onsets and ends) and ``p_axis``, ``qrs_axis``, ``t_axis`` in degrees; None where
-    the cart gave none (MIMIC-IV-ECG writes 29999 for a missing value)."""
+def measurements(table: pd.DataFrame) -> dict:
+    """The studies' measurements as the store keeps them, one array per column: ``rr``, ``pr``,
+    ``qrs``, ``qt`` in ms (from the onsets and ends) and ``p_axis``, ``qrs_axis``, ``t_axis`` in
+    degrees; NaN where the cart gave none (MIMIC-IV-ECG writes 29999 for a missing value)."""
     def value(key):
-        v = pd.to_numeric(row.get(key), errors="coerce")
-        return None if pd.isna(v) or abs(v) >= 29999 else float(v)
+        if key not in table:
+            return np.full(len(table), np.nan)
+        v = pd.to_numeric(table[key], errors="coerce").to_numpy(dtype=float)
+        return np.where(np.abs(v) >= 29999, np.nan, v)
 
-    def span(start, end):
-        a, b = value(start), value(end)
-        return None if a is None or b is None else b - a
-
-    return {"rr": value("rr_interval"), "pr": span("p_onset", "qrs_onset"),
-            "qrs": span("qrs_onset", "qrs_end"), "qt": span("qrs_onset", "t_end"),
-            "p_axis": value("p_axis"), "qrs_axis": value("qrs_axis"),
-            "t_axis": value("t_axis")}
+    return {"rr": value("rr_interval"), "pr": value("qrs_onset") - value("p_onset"),
+            "qrs": value("qrs_end") - value("qrs_onset"), "qt": value("t_end") - value("qrs_onset"),
+            "p_axis": value("p_axis"), "qrs_axis": value("qrs_axis"), "t_axis": value("t_axis")}
 
 
-def source(settings: Settings, root, *, seed: int = 0, workers: int = 1,
-           split: str = "patient") -> Source:
-    """The MIMIC-IV-ECG tree at `root` (see the module's description)."""
+def source(settings: Settings, root, *, seed: int = 0, split: str = "patient") -> ShardedSource:
+    """The MIMIC-IV-ECG tree at `root` (see the module's description), for
+    :func:`~mets_fast.data.shards.write_sharded`: the studies with a report, their metadata as
+    columns."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    root = Path(root)
     table = read_tables(root)
-    return Source(mimic_source(Path(root), table, settings, seed, workers, split), len(table),
-                  {"source": "mimic-iv-ecg", "seed": seed, "split": split})
-
-
-def mimic_source(root: Path, table: pd.DataFrame, settings: Settings, seed: int, workers: int,
-                 split: str):
     groups = table["subject_id"] if split == "patient" else np.arange(len(table))
     splits = split_groups(groups, FRACTIONS, seed)
     lines = [c for c in REPORT_COLUMNS if c in table]
-    reports = [machine_report(r) for r in table[lines].itertuples(index=False)]
+    reports = [machine_report(r) for r in table[lines].itertuples(index=False, name=None)]
     keep = np.array([bool(text) for text, _ in reports])
-    tasks = [(str(root / p), settings.fs, settings.leads, settings.samples)
-             for p in table["path"][keep]]
-    read = iter(read_many(tasks, workers, read_checked))
-    for k, row in enumerate(table.itertuples(index=False)):
-        name = f"mimic-{row.study_id}"
-        if not keep[k]:
-            yield Item(None, {"id": name, "skip": "NoReport: the study has no report line"})
-            continue
-        fitted = next(read)
-        if fitted.error is not None:
-            yield Item(None, {"id": name, "skip": fitted.error})
-            continue
-        text, flagged = reports[k]
-        yield Item(fitted.signal,
-                   store_row(name, text, splits[k], "mimic-iv-ecg", report_clean=clean_report(text),
-                             patient=str(row.subject_id), study=str(row.study_id),
-                             record=str(row.path), ecg_time=str(getattr(row, "ecg_time", "")),
-                             quality_flag=flagged, **measurements(row._asdict())),
-                   fitted.mask, fitted.length)
+    ids = "mimic-" + table["study_id"].astype(str)
+    skipped = [{"id": name, "skip": "NoReport: the study has no report line"}
+               for name in ids[~keep]]
+    table, ids, splits = table[keep].reset_index(drop=True), ids[keep], splits[keep]
+    texts = pd.Series([text for (text, _), k in zip(reports, keep) if k], dtype=object)
+    cleaned = {text: clean_report(text) for text in texts.unique()}  # reports repeat a lot
+    empty = [[]] * len(table)
+    meta = pd.DataFrame({
+        "id": ids.to_numpy(), "report": texts, "report_clean": texts.map(cleaned),
+        "split": splits, "source": "mimic-iv-ecg", "superclass": empty, "subclass": empty,
+        "form": empty, "rhythm": empty, "patient": table["subject_id"].astype(str),
+        "study": table["study_id"].astype(str), "record": table["path"].astype(str),
+        "ecg_time": (table["ecg_time"].astype(str) if "ecg_time" in table else ""),
+        "quality_flag": [flag for (_, flag), k in zip(reports, keep) if k],
+        **measurements(table)})
+    records = [str(root / p) for p in table["path"]]
+    return ShardedSource(records, meta, read_checked, skipped,
+                         {"source": "mimic-iv-ecg", "seed": seed, "split": split})
 
 
 def read_checked(args) -> Fitted:

@@ -1,0 +1,316 @@
+"""Preparing a corpus of records too large for one pass of one process (MIMIC-IV-ECG's 800,035
+ECGs) into a store: in shards, in parallel, in flat memory, resumably.
+
+The records are cut into contiguous shards of ``shard_size``.  Each shard is read, preprocessed
+(in chunks of :data:`CHUNK`, so the result does not depend on who prepares it) and written by one
+process, this one or one of ``workers`` spawned ones (their Numba kernels on one thread each),
+into a file of its own in a work folder beside the store, ``.<store>.partial/``.  A shard is
+committed when its rows are on disk and its index (which records it kept, their lead masks and
+real lengths, why the others were skipped) has been renamed into place; a process killed at any
+moment loses at most the shards it was writing, and ``resume=True`` prepares only those.
+
+When every shard is committed, their rows are appended in order to the store's
+``signals.npy`` (by the kernel, ``os.copy_file_range``: no copy through this process's memory),
+each shard file deleted once the progress file says it is in; the metadata is the source's
+columns at the kept rows.  The store is then renamed into place and the work folder removed.  The
+result is the same, byte for byte (signals, metadata, lead mask), whatever ``workers`` and
+however often the run was killed and resumed.
+
+Memory: the parent holds the metadata columns and the record paths, a worker one chunk of
+records; neither grows with the shards written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from ..atomic import atomic_file, commit_dir, fsync_dir, lock, write_text
+from .summary import summarize
+from .preprocess import Settings, preprocess
+from .store import (check_meta, drop_pages, first_nonfinite, new_manifest, nonfinite_error,
+                    write_parts)
+
+CHUNK = 256  # records read and preprocessed at a time within a shard
+SHARD_SIZE = 4096
+PLAN = 1  # the work folder's layout; a folder of another layout is not resumed
+
+
+class ShardedSource(NamedTuple):
+    """A corpus prepared by :func:`write_sharded`: one record path per row of `meta` (the
+    store's metadata columns, :data:`~mets_fast.data.store.REQUIRED_COLUMNS` and any others), a
+    module-level `read` taking ``(path, fs, leads, samples)`` and returning a
+    :class:`~mets_fast.data.sources.wfdb.Fitted` (spawned processes import it), the records
+    dropped before reading (``{"id", "skip"}`` each, for the summary) and what the manifest
+    records about the source."""
+
+    records: list
+    meta: pd.DataFrame
+    read: Callable
+    skipped: list
+    extra: dict
+
+
+class _Shard(NamedTuple):
+    index: int
+    records: list
+    settings: Settings
+    read: Callable
+    folder: str
+
+
+def write_sharded(out: Path, source: ShardedSource, settings: Settings, *, workers: int = 1,
+                  shard_size: int = SHARD_SIZE, resume: bool = False, overwrite: bool = False,
+                  quiet: bool = False, required_leads=()) -> dict:
+    """Prepares `source` into a store at `out` (see the module's description); returns the
+    summary of :func:`~mets_fast.data.ingest.write_store`.  A work folder left by an
+    interrupted run is continued with `resume` (it must have been started with the same records,
+    settings and shard size) or discarded with `overwrite`; `resume` with nothing left to do
+    returns the summary of a run that writes nothing (``written`` None).  Data that cannot be
+    prepared is a ValueError, and removes the work folder; an interruption (a kill, Ctrl-C, a
+    full disk) keeps it for `resume`."""
+    out = Path(out)
+    if len(source.records) != len(source.meta):
+        raise ValueError(f"{len(source.records)} records for {len(source.meta)} metadata rows")
+    if shard_size < 1:
+        raise ValueError(f"shard size must be at least 1, got {shard_size}")
+    work = out.with_name(f".{out.name}.partial")
+    work.mkdir(parents=True, exist_ok=True)
+    held = lock(work, f"preparing {out}")
+    try:
+        plan = {"layout": PLAN, "settings": settings.as_dict(), "extra": source.extra,
+                "shard_size": int(shard_size), "records": _digest(source.records)}
+        started = (work / "plan.json").is_file()
+        if started and overwrite:
+            _clear(work)
+        elif started and not resume:
+            raise FileExistsError(f"{work} holds an interrupted preparation of {out}: pass "
+                                  f"--resume to continue it or --overwrite to start over")
+        elif resume and out.exists() and (not started or _committed(work)):
+            shutil.rmtree(work)
+            return {"written": None}
+        if (work / "plan.json").is_file():
+            if json.loads((work / "plan.json").read_text()) != plan:
+                raise FileExistsError(f"{work} was started with other records or settings than "
+                                      f"these: pass --overwrite to start over")
+        else:
+            if out.exists() and not overwrite:
+                raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+            (work / "shards").mkdir(exist_ok=True)
+            write_text(work / "plan.json", json.dumps(plan))
+        try:
+            _prepare_shards(work, source, settings, workers, shard_size, quiet, out.name)
+            summary = _finish(work, out, source, settings, shard_size, required_leads)
+        except ValueError:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+    finally:
+        os.close(held)
+    return summary
+
+
+def _committed(work: Path) -> bool:
+    """Whether the run of `work` had renamed its store into place when it was killed (its
+    appending began, and the store folder it appended into is gone)."""
+    return (work / "appended.json").is_file() and not (work / "store").exists()
+
+
+def _clear(work: Path) -> None:
+    for entry in work.iterdir():
+        if entry.name != ".lock":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+def _digest(records: list) -> str:
+    h = hashlib.sha256()
+    for r in records:
+        h.update(str(r).encode() + b"\n")
+    return h.hexdigest()
+
+
+def _index_file(work: Path, s: int) -> Path:
+    return work / "shards" / f"{s:06d}.npz"
+
+
+def _rows_file(work: Path, s: int) -> Path:
+    return work / "shards" / f"{s:06d}.rows"
+
+
+def _prepare_shards(work: Path, source: ShardedSource, settings: Settings, workers: int,
+                    shard_size: int, quiet: bool, name: str) -> None:
+    from tqdm import tqdm
+
+    n = len(source.records)
+    shards = [_Shard(s, source.records[a:a + shard_size], settings, source.read,
+                     str(work / "shards"))
+              for s, a in enumerate(range(0, n, shard_size))
+              if not _index_file(work, s).is_file()]
+    done = n - sum(len(s.records) for s in shards)
+    bar = tqdm(total=n, initial=done, disable=quiet, unit="ecg", desc=f"preparing {name}")
+    with bar:
+        if workers <= 1 or len(shards) <= 1:
+            for shard in shards:
+                bar.update(prepare_shard(shard))
+            return
+        from ..threads import set_threads
+
+        pool = ProcessPoolExecutor(min(workers, len(shards)), mp_context=get_context("spawn"),
+                                   initializer=set_threads, initargs=(1,))
+        with pool:
+            pending = iter(shards)
+            running = {pool.submit(prepare_shard, s) for s in _take(pending, 2 * workers)}
+            while running:
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    bar.update(future.result())
+                running |= {pool.submit(prepare_shard, s)
+                            for s in _take(pending, len(finished))}
+
+
+def _take(iterator, k: int) -> list:
+    return [item for _, item in zip(range(k), iterator)]
+
+
+def prepare_shard(shard: _Shard) -> int:
+    """Worker: reads, preprocesses and writes one shard (its kept rows to ``NNNNNN.rows``,
+    then its index ``NNNNNN.npz``, the commit); returns its number of records."""
+    settings, folder = shard.settings, Path(shard.folder)
+    kept, masks, lengths, errors = [], [], [], []
+    rows_path = folder / f"{shard.index:06d}.rows"
+    with open(rows_path, "wb") as rows:
+        for a in range(0, len(shard.records), CHUNK):
+            batch = []
+            for k, path in enumerate(shard.records[a:a + CHUNK], start=a):
+                fitted = shard.read((path, settings.fs, settings.leads, settings.samples))
+                if fitted.error is not None:
+                    errors.append((k, fitted.error))
+                    continue
+                batch.append(fitted)
+                kept.append(k)
+                masks.append(np.ones(len(settings.leads), bool) if fitted.mask is None
+                             else fitted.mask)
+                lengths.append(fitted.length)
+            if batch:
+                x = preprocess(np.stack([f.signal for f in batch]), settings,
+                               lengths=np.array([f.length for f in batch]))
+                rows.write(np.ascontiguousarray(x, dtype=settings.dtype).tobytes())
+        rows.flush()
+        os.fsync(rows.fileno())
+    with atomic_file(folder / f"{shard.index:06d}.npz", suffix=".npz") as tmp:
+        np.savez(tmp, kept=np.array(kept, np.int64),
+                 mask=np.array(masks, bool).reshape(len(kept), len(settings.leads)),
+                 length=np.array(lengths, np.int64),
+                 skipped=np.array([k for k, _ in errors], np.int64),
+                 error=np.array([e for _, e in errors], dtype=str))
+    return len(shard.records)
+
+
+def _finish(work: Path, out: Path, source: ShardedSource, settings: Settings,
+            shard_size: int, required_leads) -> dict:
+    """Appends the committed shards' rows into the store, writes its metadata, mask and
+    manifest, and renames it into place."""
+    n_shards = -(-len(source.records) // shard_size)
+    kept, masks, lengths, skipped = [], [], [], list(source.skipped)
+    for s in range(n_shards):
+        with np.load(_index_file(work, s)) as index:
+            kept.append(index["kept"] + s * shard_size)
+            masks.append(index["mask"])
+            lengths.append(index["length"])
+            skipped.extend({"id": source.meta["id"].iloc[s * shard_size + k], "skip": str(e)}
+                           for k, e in zip(index["skipped"], index["error"]))
+    kept, mask = np.concatenate(kept), np.concatenate(masks)
+    if not len(kept):
+        detail = f"; the first error: {skipped[0]['skip']}" if skipped else ""
+        raise ValueError(f"no ECG could be prepared for {out} ({len(skipped)} skipped{detail})")
+    absent = [lead for lead, k in zip(settings.leads, mask.sum(0))
+              if not k and lead in set(required_leads)]
+    if absent:
+        raise ValueError(f"no record has the lead(s) {absent} (asked for with --leads; "
+                         f"--allow-missing-leads stores them as zeros)")
+    meta = check_meta(source.meta.iloc[kept], len(kept))
+    store = work / "store"
+    signals = _append_shards(work, store, n_shards, (len(kept), len(settings.leads),
+                                                     settings.samples), settings.dtype)
+    row = first_nonfinite(signals, len(kept))
+    drop_pages(signals, 0, len(kept))
+    del signals
+    if row is not None:
+        raise nonfinite_error(row, meta["id"].iloc[row], settings.dtype)
+    manifest = new_manifest(len(kept), settings.leads, settings.samples, settings.fs,
+                            settings.dtype, {**settings.as_dict(), **source.extra})
+    write_parts(store, manifest, meta, mask)
+    commit_dir(store, out)
+    shutil.rmtree(work)
+    summary = summarize(meta, skipped)
+    summary["padded"] = int((np.concatenate(lengths) < settings.samples).sum())
+    summary["leads_present"] = {lead: int(k) for lead, k in zip(settings.leads, mask.sum(0))}
+    return summary
+
+
+def _append_shards(work: Path, store: Path, n_shards: int, shape: tuple,
+                   dtype: str) -> np.ndarray:
+    """The store's ``signals.npy``, the shards' rows appended in order after its header; a
+    progress file (``appended.json``: shards and bytes in) makes a killed append resumable.
+    Returns the file memory-mapped."""
+    store.mkdir(exist_ok=True)
+    target = store / "signals.npy"
+    progress = work / "appended.json"
+    if progress.is_file():
+        state = json.loads(progress.read_text())
+    else:
+        header = _npy_header(shape, dtype)
+        with atomic_file(target) as tmp:
+            tmp.write_bytes(header)
+        state = {"shards": 0, "bytes": len(header)}
+        write_text(progress, json.dumps(state))
+    with open(target, "r+b") as dest:
+        dest.truncate(state["bytes"])
+        for s in range(n_shards):
+            rows = _rows_file(work, s)
+            if s < state["shards"]:
+                rows.unlink(missing_ok=True)
+                continue
+            with open(rows, "rb") as src:
+                size = os.fstat(src.fileno()).st_size
+                _copy(src.fileno(), dest.fileno(), size, state["bytes"])
+            os.fsync(dest.fileno())
+            state = {"shards": s + 1, "bytes": state["bytes"] + size}
+            write_text(progress, json.dumps(state))
+            rows.unlink()
+    fsync_dir(work / "shards")
+    return np.load(target, mmap_mode="r")
+
+
+def _npy_header(shape: tuple, dtype: str) -> bytes:
+    """The header numpy writes for an array of `shape` and `dtype` (``.npy`` format 1.0)."""
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+                 "shape": tuple(int(v) for v in shape)})
+    return buffer.getvalue()
+
+
+def _copy(src: int, dest: int, size: int, offset: int) -> None:
+    """`size` bytes of `src` from its start to `dest` at `offset`, in the kernel where it can
+    (``copy_file_range``), else through a buffer."""
+    done = 0
+    while done < size:
+        try:
+            step = os.copy_file_range(src, dest, size - done, done, offset + done)
+        except (AttributeError, OSError):
+            step = 0
+        if step == 0:
+            data = os.pread(src, min(size - done, 1 << 24), done)
+            step = os.pwrite(dest, data, offset + done)
+        done += step
