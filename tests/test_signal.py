@@ -78,6 +78,24 @@ def test_notch_matches_scipy_filtfilt(fs, freq):
     assert np.abs(notch(x, fs, freq) - ref).max() <= 1e-5 * np.abs(x).max()
 
 
+@pytest.mark.parametrize("fs,target", [(500, 100), (500, 257), (360, 100), (100, 500),
+                                       (1000, 333.3)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+def test_resample_is_scipys_resample_poly_bit_for_bit(fs, target, dtype):
+    from fractions import Fraction
+
+    from mets_fast.signal.resample import resample
+
+    x = (_noise((3, 7, 1237), seed=int(fs)) * 1000).astype(dtype)
+    x[0, 0, :5] = np.iinfo(np.int16).max if dtype == np.int16 else 3e38 / 1e3
+    ratio = Fraction(target / fs).limit_denominator(1000)
+    for _ in range(2):  # the second call takes the filter designed by the first
+        ours = resample(x, fs, target)
+        plain = scipy.signal.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
+        assert ours.dtype == plain.dtype
+        np.testing.assert_array_equal(ours, plain)
+
+
 @pytest.mark.parametrize("n,w", [(50, 5), (7, 11), (200, 31), (1, 3), (33, 1)])
 def test_running_median_matches_ndimage_reflect(n, w):
     v = np.random.default_rng(n).standard_normal(n)

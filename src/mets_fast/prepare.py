@@ -6,7 +6,7 @@
     python -m mets_fast.prepare wfdb rec1 rec2 ... --out stores/mine [--reports reports.csv]
     python -m mets_fast.prepare challenge /data/cinc2021/training --out stores/challenge
     python -m mets_fast.prepare mimic-iv-ecg /data/mimic-iv-ecg --out stores/mimic --workers 2
-    python -m mets_fast.prepare mimic-iv-ecg /data/mimic-iv-ecg --out stores/mimic --workers 2 --resume
+    python -m mets_fast.prepare mimic-iv-ecg /data/mimic-iv-ecg --out stores/mimic --resume
 
 Every ECG is resampled to --fs (100 Hz by default), cleaned (baseline removal, 0.5-40 Hz
 band-pass, power-line notch: 50 Hz, 60 Hz for MIT-BIH, recorded in the Americas), normalised
@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "Ctrl-C, a full disk) from its last finished shard")
     common.add_argument("--shard-size", type=positive_int, default=None,
                         help="mimic-iv-ecg: records per shard, the unit of work of a worker "
-                             "and of --resume (4096)")
+                             "and of --resume (1024)")
     common.add_argument("--quiet", action="store_true", help="no progress bar")
     sub = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
     s = sub.add_parser("synthetic", parents=[common], help="the embedded synthetic corpus")

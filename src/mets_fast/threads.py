@@ -13,21 +13,25 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
-def set_threads(threads: int | None = None) -> int:
+def set_threads(threads: int | None = None, *, numeric_only: bool = False) -> int:
     """Sets every thread pool to `threads` (None: :func:`default_threads`) and returns the
     count.  Numba cannot go beyond the threads it started with (``NUMBA_NUM_THREADS``), so it
-    takes the smaller of the two.  Raises ValueError for a count below 1."""
+    takes the smaller of the two.  With `numeric_only`, Numba's and the BLAS / OpenMP pools
+    only: for a worker process that runs NumPy and Numba code and would spend a second importing
+    torch and FAISS to set pools it never uses.  Raises ValueError for a count below 1."""
     if threads is None:
         threads = default_threads()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"--threads must be a positive integer, got {threads!r}")
-    import faiss
     import numba
-    import torch
     from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(threads)
+    if not numeric_only:
+        import faiss
+        import torch
+
+        torch.set_num_threads(threads)
+        faiss.omp_set_num_threads(threads)
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    faiss.omp_set_num_threads(threads)
     threadpool_limits(limits=threads)
     return threads

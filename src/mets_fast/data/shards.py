@@ -41,7 +41,7 @@ from .store import (check_meta, drop_pages, first_nonfinite, new_manifest, nonfi
                     write_parts)
 
 CHUNK = 256  # records read and preprocessed at a time within a shard
-SHARD_SIZE = 4096
+SHARD_SIZE = 1024
 PLAN = 1  # the work folder's layout; a folder of another layout is not resumed
 
 
@@ -161,10 +161,8 @@ def _prepare_shards(work: Path, source: ShardedSource, settings: Settings, worke
             for shard in shards:
                 bar.update(prepare_shard(shard))
             return
-        from ..threads import set_threads
-
         pool = ProcessPoolExecutor(min(workers, len(shards)), mp_context=get_context("spawn"),
-                                   initializer=set_threads, initargs=(1,))
+                                   initializer=_one_thread)
         with pool:
             pending = iter(shards)
             running = {pool.submit(prepare_shard, s) for s in _take(pending, 2 * workers)}
@@ -174,6 +172,12 @@ def _prepare_shards(work: Path, source: ShardedSource, settings: Settings, worke
                     bar.update(future.result())
                 running |= {pool.submit(prepare_shard, s)
                             for s in _take(pending, len(finished))}
+
+
+def _one_thread() -> None:
+    from ..threads import set_threads
+
+    set_threads(1, numeric_only=True)
 
 
 def _take(iterator, k: int) -> list:

@@ -29,6 +29,7 @@ from ..model.mets import METSModel
 from ..threads import set_threads
 from . import distributed
 from .curves import plot_curves
+from .loader import BatchLoader
 from .presets import NEGATIVES, Preset, preset_for
 from .schedule import learning_rate
 
@@ -317,33 +318,35 @@ class _Run:
             began, total_loss = time.perf_counter(), 0.0
             bar = _progress(steps_per_epoch, epoch, c.epochs, quiet=c.quiet or not world.main)
             model.train()
-            for b in range(steps_per_epoch):
-                batch = order[b * c.batch_size:(b + 1) * c.batch_size]
-                ids = np.sort(batch[world.rank * local:(world.rank + 1) * local])
-                lr = learning_rate(step, total, c.lr, c.schedule, c.warmup)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                x, t = batch_inputs(signals, self.text_table, self.report_index, ids,
-                                    world.device)
-                # a report's index among the store's distinct reports: one id on every process
-                groups = (torch.from_numpy(self.report_index[ids])
-                          if c.negatives == "distinct-reports" else None)
-                value = train_step(wrapped, model, optimizer, x, t, c.amp, world, groups)
-                if not np.isfinite(value):
-                    names = self.store.meta["id"].iloc[ids].tolist()
-                    raise TrainingError(
-                        f"the loss is not finite ({value}) at step {step + 1} (epoch {epoch}, "
-                        f"batch {b + 1}); "
-                        f"the batch's ECG ids: {names[:16]}{' ...' if len(names) > 16 else ''}. "
-                        f"The last good checkpoint stays in {self.out}/checkpoints")
-                step += 1
-                total_loss += value
-                if bar is not None:
-                    rate = (b + 1) * c.batch_size / (time.perf_counter() - began)
-                    scale = float(model.logit_scale.detach())
-                    bar.set_postfix(loss=f"{value:.3f}", scale=f"{scale:.1f}",
-                                    ecg_s=f"{rate:.0f}", refresh=False)
-                    bar.update()
+            rows = [np.sort(order[b * c.batch_size:(b + 1) * c.batch_size]
+                            [world.rank * local:(world.rank + 1) * local])
+                    for b in range(steps_per_epoch)]
+            with BatchLoader(signals, rows, world.device) as loader:
+                for b, (ids, x) in enumerate(loader):
+                    lr = learning_rate(step, total, c.lr, c.schedule, c.warmup)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    t = report_embeddings(self.text_table, self.report_index, ids)
+                    # a report's index among the store's distinct reports: one id on every
+                    # process
+                    groups = (torch.from_numpy(self.report_index[ids])
+                              if c.negatives == "distinct-reports" else None)
+                    value = train_step(wrapped, model, optimizer, x, t, c.amp, world, groups)
+                    if not np.isfinite(value):
+                        names = self.store.meta["id"].iloc[ids].tolist()
+                        more = " ..." if len(names) > 16 else ""
+                        raise TrainingError(
+                            f"the loss is not finite ({value}) at step {step + 1} (epoch "
+                            f"{epoch}, batch {b + 1}); the batch's ECG ids: {names[:16]}{more}. "
+                            f"The last good checkpoint stays in {self.out}/checkpoints")
+                    step += 1
+                    total_loss += value
+                    if bar is not None:
+                        rate = (b + 1) * c.batch_size / (time.perf_counter() - began)
+                        scale = float(model.logit_scale.detach())
+                        bar.set_postfix(loss=f"{value:.3f}", scale=f"{scale:.1f}",
+                                        ecg_s=f"{rate:.0f}", refresh=False)
+                        bar.update()
             train_seconds = time.perf_counter() - began
             if bar is not None:
                 bar.close()
@@ -378,12 +381,11 @@ class _Run:
 # ------------------------------------------------------------------------------ one step
 
 
-def batch_inputs(signals, text_table: torch.Tensor, report_index: np.ndarray, ids: np.ndarray,
-                 device: torch.device) -> tuple:
-    """A batch as the model takes it: the ECGs of store positions `ids` (float16 memory map
-    to float32) and their reports' frozen embeddings (rows of the table)."""
-    x = torch.from_numpy(signals[ids].astype(np.float32)).to(device)
-    return x, text_table[torch.from_numpy(report_index[ids]).to(text_table.device)]
+def report_embeddings(text_table: torch.Tensor, report_index: np.ndarray,
+                      ids: np.ndarray) -> torch.Tensor:
+    """The frozen embeddings of the reports of store positions `ids`: rows of the table of
+    distinct reports (on its device)."""
+    return text_table[torch.from_numpy(report_index[ids]).to(text_table.device)]
 
 
 def train_step(wrapped: torch.nn.Module, model: METSModel, optimizer: torch.optim.Optimizer,
