@@ -243,7 +243,7 @@ def bench_mimic(work: Path, n: int) -> dict:
         rss[label] = peak_memory_probe(__file__, ["mimic-iv-ecg", str(tree), "--out",
                                                   str(work / f"r-{label}"), *common,
                                                   "--threads", "1"])["peak_rss"]
-    print(f"  preparing to 500 Hz (the disk and time of a full-rate store) ...", flush=True)
+    print("  preparing to 500 Hz (the disk and time of a full-rate store) ...", flush=True)
     full = timed("mets_fast.prepare mimic-iv-ecg --fs 500, 2 workers",
                  lambda: prepare_main(["mimic-iv-ecg", str(small), "--out", str(work / "m500"),
                                        *common, "--fs", "500", "--workers", "2"]), n // 4)
@@ -261,7 +261,7 @@ def report_mimic(m: dict) -> None:
     print(f"\n## MIMIC-IV-ECG-shaped tree ({m['records']} records, 12 leads, 10 s, 500 Hz) -> "
           f"100 Hz store\n")
     print(table(["implementation", "records/s", "vs 1 worker"],
-                [[r["implementation"], r["records_per_s"],
+                [[r["implementation"], round(r["records_per_s"]),
                   r["records_per_s"] / one["records_per_s"]] for r in m["runs"][:2]]))
     print(f"\n- 2 workers vs 1: {ratio:.2f}x (target >= 1.7x) -> "
           f"{'met' if ratio >= 1.7 else 'NOT met'}; the stores are "

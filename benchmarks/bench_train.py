@@ -2,9 +2,10 @@
 
 At batch 32 and 256 on the CPU, side by side in one process (interleaved repeats, medians):
 
-- **ours**: the trainer's own step (``batch_inputs`` + ``train_step``): a batch read from the
-  memory-mapped store (float16 to float32), its reports' embeddings looked up in the table the
-  trainer computes once, ResNet1d-18 + projections, the fused loss, backward, Adam, clamp;
+- **ours**: the trainer's own step (``gather`` + ``report_embeddings`` + ``train_step``): a
+  batch read from the memory-mapped store (float16 to float32), its reports' embeddings looked
+  up in the table the trainer computes once, ResNet1d-18 + projections, the fused loss,
+  backward, Adam, clamp;
 - **naive**: the METS loop as peer code writes it: the same encoder and precision, but the
   frozen language model runs on the batch's reports at every step (tokenised, padded to 256
   tokens) and the loss is the eager PyTorch one;
@@ -15,7 +16,12 @@ Each in float32 and with bfloat16 autocast (``--amp``).  The full run then train
 preset twice, with ``--amp`` and ``--no-amp``, and reports the ECGs/s and the zero-shot scores
 of each (``--quick`` leaves those out and measures batch 32 only).
 
-    python benchmarks/bench_train.py [--quick]
+``--loader`` measures the batch loader instead (issue 21), on a store of 20,000 ECGs (12 leads,
+10 s at 100 Hz, float16) in the page cache: the ECGs/s of the loader alone (no model; target
+>= 20,000 on 2 cores) beside the plain gather it replaced, and a run of training steps fed by
+each, interleaved (target: the loader's steps are not slower).
+
+    python benchmarks/bench_train.py [--quick] [--loader]
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -42,7 +49,8 @@ from mets_fast.data.preprocess import store_settings  # noqa: E402
 from mets_fast.loss import reference_contrastive_loss  # noqa: E402
 from mets_fast.model import METSModel  # noqa: E402
 from mets_fast.text import FrozenTextEncoder, pool  # noqa: E402
-from mets_fast.training.trainer import batch_inputs, train_step  # noqa: E402
+from mets_fast.training.loader import BatchLoader, gather  # noqa: E402
+from mets_fast.training.trainer import report_embeddings, train_step  # noqa: E402
 
 
 class Setup:
@@ -75,9 +83,10 @@ def contenders(setup: Setup, batch: int, amp: bool) -> dict:
     fixed_x = torch.from_numpy(setup.store.signals[setup.ids(batch)].astype(np.float32))
 
     def run_ours():
-        x, t = batch_inputs(setup.store.signals, setup.table, setup.index, setup.ids(batch),
-                            torch.device("cpu"))
-        train_step(ours, ours, ours_opt, x, t, amp)
+        ids = setup.ids(batch)
+        x = gather(setup.store.signals, ids)
+        train_step(ours, ours, ours_opt, x, report_embeddings(setup.table, setup.index, ids),
+                   amp)
 
     def run_naive():
         ids = setup.ids(batch)
@@ -143,10 +152,112 @@ def default_runs(cache: Path) -> list:
     return rows
 
 
+def loader_store(folder: Path, n: int) -> ECGStore:
+    """A store of `n` ECGs of random float16 values (what the loader reads does not matter),
+    read once so that it sits in the page cache."""
+    from mets_fast.data.preprocess import DEFAULT_SETTINGS
+    from mets_fast.data.store import StoreWriter, store_row
+
+    s = DEFAULT_SETTINGS
+    rng = np.random.default_rng(0)
+    with StoreWriter(folder, n, s.leads, s.samples, s.fs, preprocessing=s.as_dict()) as writer:
+        for a in range(0, n, 1000):
+            b = min(n, a + 1000)
+            writer.signals[a:b] = rng.standard_normal((b - a, len(s.leads), s.samples))
+        writer.set_meta(pd.DataFrame([store_row(f"e{k}", f"report {k % 50}", "train", "bench")
+                                      for k in range(n)]))
+    store = ECGStore.open(folder)
+    np.asarray(store.signals).sum(dtype=np.float64)
+    return store
+
+
+def epoch_batches(n: int, batch: int, seed: int) -> list:
+    order = np.random.default_rng(seed).permutation(n)
+    return [np.sort(order[b * batch:(b + 1) * batch]) for b in range(n // batch)]
+
+
+def bench_loader(quick: bool) -> dict:
+    n, batch = (5000, 256) if quick else (20000, 256)
+    folder = Path(tempfile.mkdtemp(prefix="bench_loader-"))
+    store = loader_store(folder / "store", n)
+    signals, cpu = store.signals, torch.device("cpu")
+    epochs = iter(range(10**6))
+
+    def plain():  # the trainer's gather before the loader: in the loop, before each step
+        for ids in epoch_batches(n, batch, next(epochs)):
+            torch.from_numpy(signals[ids].astype(np.float32)).to(cpu)
+
+    def loader():
+        with BatchLoader(signals, epoch_batches(n, batch, next(epochs)), cpu) as batches:
+            for _ in batches:
+                pass
+
+    alone = median_times({"plain gather": plain, "loader": loader}, 3 if quick else 5)
+    rates = {k: n // batch * batch / v["wall_s"] for k, v in alone.items()}
+    for k, v in rates.items():
+        print(f"  {k}: {v:,.0f} ECGs/s", flush=True)
+
+    steps, step_batch = (4, 32) if quick else (12, 64)
+    torch.manual_seed(0)
+    table = torch.randn(50, 384)
+    index = np.arange(n) % 50
+    models = {}
+    for name in ("plain gather", "loader"):
+        torch.manual_seed(0)
+        model = METSModel(384, 128, store_settings(store)).train()
+        models[name] = (model, torch.optim.Adam(model.parameters(), lr=1e-4))
+
+    def run_plain():
+        model, opt = models["plain gather"]
+        for ids in epoch_batches(n, step_batch, next(epochs))[:steps]:
+            x = torch.from_numpy(signals[ids].astype(np.float32)).to(cpu)
+            train_step(model, model, opt, x, report_embeddings(table, index, ids), False)
+
+    def run_loader():
+        model, opt = models["loader"]
+        with BatchLoader(signals, epoch_batches(n, step_batch, next(epochs))[:steps],
+                         cpu) as batches:
+            for ids, x in batches:
+                train_step(model, model, opt, x, report_embeddings(table, index, ids), False)
+
+    fed = median_times({"plain gather": run_plain, "loader": run_loader}, 3)
+    for k, v in fed.items():
+        print(f"  {steps} training steps of {step_batch} fed by the {k}: {v['wall_s']:.2f} s",
+              flush=True)
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    return {"ecgs": n, "batch": batch, "alone": alone, "ecgs_per_s": rates,
+            "steps": steps, "step_batch": step_batch, "fed": fed,
+            "threads": torch.get_num_threads()}
+
+
+def report_loader(r: dict) -> None:
+    rate = r["ecgs_per_s"]["loader"]
+    ratio = r["fed"]["loader"]["wall_s"] / r["fed"]["plain gather"]["wall_s"]
+    print(f"\n## Loader: {r['ecgs']} ECGs (12 leads, 1000 samples, float16) in the page cache, "
+          f"batch {r['batch']}, {r['threads']} threads\n")
+    print(table(["feeding", "ECGs/s alone", f"{r['steps']} steps of {r['step_batch']} (s)"],
+                [[k, round(r["ecgs_per_s"][k]), r["fed"][k]["wall_s"]] for k in r["ecgs_per_s"]]))
+    print(f"\n- loader alone: {rate:,.0f} ECGs/s (target >= 20,000) -> "
+          f"{'met' if rate >= 20000 else 'NOT met'}")
+    print(f"- training steps fed by the loader take {ratio:.3f}x the time of the plain gather "
+          f"(target <= 1, within the 3 % the interleaved medians vary by) -> "
+          f"{'met' if ratio <= 1.03 else 'NOT met'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="batch 32 only, no default runs")
+    parser.add_argument("--loader", action="store_true",
+                        help="the batch loader alone and feeding steps, nothing else")
     args = parser.parse_args()
+    if args.loader:
+        result = bench_loader(args.quick)
+        report_loader(result)
+        path = write_results("bench_train_loader", result, args.quick)
+        print(f"\nwritten to {path}")
+        return
     cache = Path(os.environ.get("METS_FAST_CACHE") or tempfile.mkdtemp(prefix="bench_train-"))
     setup = Setup(cache)
     batches = (32,) if args.quick else (32, 256)

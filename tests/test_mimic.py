@@ -263,3 +263,15 @@ def test_an_interrupted_run_is_resumed_or_discarded_never_mixed(mimic_tree, tmp_
     assert prepare_main(["synthetic", "--n", "4", "--out", str(tmp_path / "x"),
                          "--resume"]) == 2
     assert "apply to mimic-iv-ecg" in capsys.readouterr().err
+
+
+def test_a_tree_with_no_readable_record_gets_one_line_and_leaves_nothing(tmp_path, make_ecg,
+                                                                         capsys):
+    studies = [{"subject": "10000032", "study": f"{40000000 + k}", "reports": ["Sinus rhythm"],
+                "truncate": 400} for k in range(4)]
+    root = write_mimic(tmp_path / "mimic", make_ecg, studies)
+    out = tmp_path / "s"
+    assert _prepare(root, out, "--workers", "2") == 1
+    err = capsys.readouterr().err
+    assert "no ECG could be prepared" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mimic"]  # no store, no partial

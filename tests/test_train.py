@@ -51,6 +51,25 @@ def test_a_short_run_writes_a_loadable_run_directory(tiny_lm, tmp_path, capsys):
     assert model.embed_dim == 128 and not model.training
     args = json.loads((out / "args.json").read_text())
     assert args["epochs"] == 2 and args["batch_size"] == 16 and args["preset"] == "smoke"
+    assert metrics[0]["retrieval"]["n"] == 16  # the whole val split: 10 % of 160
+    assert 0 <= metrics[0]["retrieval"]["recall@10"] <= 1
+
+
+def test_each_epoch_scores_a_fixed_sample_of_the_validation_split(tiny_lm, tmp_path):
+    from mets_fast.data import ECGStore
+    from mets_fast.data.cache import prepared_store
+    from mets_fast.data.spec import DataSpec
+    from mets_fast.evaluation.evaluate import evaluate
+
+    out = tmp_path / "run"
+    assert train_main(run_args(tiny_lm, out, "--epochs", "2", "--val-size", "5")) == 0
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["retrieval"]["n"] for m in metrics] == [5, 5]
+    assert all(s["n"] <= 5 for m in metrics for s in m["zeroshot"].values())
+    model = mets_fast.load(out)
+    store = ECGStore.open(prepared_store(DataSpec("synthetic", None), n=160, quiet=True))
+    first, again = (evaluate(model, store, split="val", sample=5) for _ in range(2))
+    assert first.retrieval == again.retrieval and first.retrieval["val"]["n"] == 5
 
 
 def test_resume_continues_bit_for_bit(tiny_lm, tmp_path):

@@ -6,6 +6,8 @@ OpenMP libraries that NumPy, SciPy and scikit-learn load (through threadpoolctl)
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from typing import Iterator
 
 
 def default_threads() -> int:
@@ -35,3 +37,20 @@ def set_threads(threads: int | None = None, *, numeric_only: bool = False) -> in
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     threadpool_limits(limits=threads)
     return threads
+
+
+@contextmanager
+def numeric_threads(threads: int) -> Iterator[None]:
+    """Numba's and the BLAS / OpenMP pools at `threads` within the block, as they were after
+    it: for a process that works beside worker processes it started (``prepare``'s shards),
+    and must not take more than its own core meanwhile."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        numba.set_num_threads(before)

@@ -28,8 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Flags left out take the preset's value (see mets_fast/training/presets.py).")
     add = parser.add_argument
     add("--data", action="append",
-        help="synthetic (default), ptbxl:ROOT, mitbih:ROOT, challenge:ROOT or store:DIR (a "
-             "prepared store); give it several times to train on several sources together")
+        help="synthetic (default), ptbxl:ROOT, mitbih:ROOT, challenge:ROOT, "
+             "mimic-iv-ecg:ROOT or store:DIR (a prepared store); give it several times to "
+             "train on several sources together")
     add("--preset", choices=sorted(PRESETS), default="default",
         help="default (sized to a 2-core CPU), paper (Li et al. 2023) or smoke (one short epoch)")
     add("--epochs", type=int, help="passes over the training split")
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--resume", action="store_true",
         help="continue the run in --out from its last checkpoint")
     add("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    add("--val-size", type=positive_int,
+        help="validation ECGs scored after each epoch: a fixed, seeded sample "
+             "(2000), so that an epoch's check stays seconds on a corpus of any size")
     return parser
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 from .preprocess import Settings, preprocess
 from .shards import ShardedSource, write_sharded
 from .store import StoreWriter
-from .summary import summarize
+from .summary import check_leads, check_written, summarize
 
 BATCH = 256  # ECGs cleaned and written at a time
 
@@ -60,16 +60,9 @@ def write_store(out: Path, source: Iterable, n_max: int, settings: Settings,
             if len(batch) == BATCH:
                 flush()
         flush()
-        if not rows:
-            detail = f"; the first error: {skips[0]['skip']}" if skips else ""
-            raise ValueError(f"no ECG could be prepared for {out} ({len(skips)} skipped"
-                             f"{detail})")
+        check_written(out, len(rows), skips)
+        check_leads(settings.leads, writer.lead_mask[:len(rows)], required_leads)
         present = writer.lead_mask[:len(rows)].sum(0)
-        absent = [lead for lead, k in zip(settings.leads, present) if not k and lead in
-                  set(required_leads)]
-        if absent:
-            raise ValueError(f"no record has the lead(s) {absent} (asked for with --leads; "
-                             f"--allow-missing-leads stores them as zeros)")
         writer.shrink(len(rows))
         meta = pd.DataFrame(rows)
         writer.set_meta(meta)

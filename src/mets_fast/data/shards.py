@@ -26,7 +26,9 @@ import hashlib
 import json
 import os
 import shutil
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+import threading
+from concurrent.futures import (FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor,
+                                wait)
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -35,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_file, commit_dir, fsync_dir, lock, write_text
-from .summary import summarize
+from .summary import check_leads, check_written, summarize
 from .preprocess import Settings, preprocess
 from .store import (check_meta, drop_pages, first_nonfinite, new_manifest, nonfinite_error,
                     write_parts)
@@ -155,33 +157,62 @@ def _prepare_shards(work: Path, source: ShardedSource, settings: Settings, worke
               for s, a in enumerate(range(0, n, shard_size))
               if not _index_file(work, s).is_file()]
     done = n - sum(len(s.records) for s in shards)
-    bar = tqdm(total=n, initial=done, disable=quiet, unit="ecg", desc=f"preparing {name}")
-    with bar:
+    with tqdm(total=n, initial=done, disable=quiet, unit="ecg",
+              desc=f"preparing {name}") as bar:
         if workers <= 1 or len(shards) <= 1:
             for shard in shards:
                 bar.update(prepare_shard(shard))
-            return
-        pool = ProcessPoolExecutor(min(workers, len(shards)), mp_context=get_context("spawn"),
-                                   initializer=_one_thread)
-        with pool:
-            pending = iter(shards)
-            running = {pool.submit(prepare_shard, s) for s in _take(pending, 2 * workers)}
-            while running:
-                finished, running = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    bar.update(future.result())
-                running |= {pool.submit(prepare_shard, s)
-                            for s in _take(pending, len(finished))}
+        else:
+            _in_parallel(shards, min(workers, len(shards)), bar)
+
+
+def _in_parallel(shards: list, workers: int, bar) -> None:
+    """`shards` prepared by this process and ``workers - 1`` spawned ones, each taking the
+    next shard when it is done with one (this process works from the start, while the others
+    start up and import; a feeding thread hands the spawned ones their shards)."""
+    from ..threads import numeric_threads
+
+    queue, lock, failed = iter(shards), threading.Lock(), threading.Event()
+
+    def take():
+        with lock:
+            return None if failed.is_set() else next(queue, None)
+
+    def feed(pool) -> list:
+        running, finished = set(), []
+        for shard in filter(None, (take() for _ in range(workers - 1))):
+            running.add(pool.submit(prepare_shard, shard))
+        while running:
+            ready, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in ready:
+                finished.append(future)
+                if future.exception() is not None:
+                    failed.set()
+                    continue
+                bar.update(future.result())
+                shard = take()
+                if shard is not None:
+                    running.add(pool.submit(prepare_shard, shard))
+        return finished
+
+    with ProcessPoolExecutor(workers - 1, mp_context=get_context("spawn"),
+                             initializer=_one_thread) as pool:
+        with ThreadPoolExecutor(1) as feeder:
+            fed = feeder.submit(feed, pool)
+            try:
+                with numeric_threads(1):  # one core of the `workers`, as each spawned one
+                    for shard in iter(take, None):
+                        bar.update(prepare_shard(shard))
+            finally:
+                failed.set()  # whatever ended this loop, no more shards are handed out
+            for future in fed.result():
+                future.result()  # a worker's error, raised here
 
 
 def _one_thread() -> None:
     from ..threads import set_threads
 
     set_threads(1, numeric_only=True)
-
-
-def _take(iterator, k: int) -> list:
-    return [item for _, item in zip(range(k), iterator)]
 
 
 def prepare_shard(shard: _Shard) -> int:
@@ -232,14 +263,8 @@ def _finish(work: Path, out: Path, source: ShardedSource, settings: Settings,
             skipped.extend({"id": source.meta["id"].iloc[s * shard_size + k], "skip": str(e)}
                            for k, e in zip(index["skipped"], index["error"]))
     kept, mask = np.concatenate(kept), np.concatenate(masks)
-    if not len(kept):
-        detail = f"; the first error: {skipped[0]['skip']}" if skipped else ""
-        raise ValueError(f"no ECG could be prepared for {out} ({len(skipped)} skipped{detail})")
-    absent = [lead for lead, k in zip(settings.leads, mask.sum(0))
-              if not k and lead in set(required_leads)]
-    if absent:
-        raise ValueError(f"no record has the lead(s) {absent} (asked for with --leads; "
-                         f"--allow-missing-leads stores them as zeros)")
+    check_written(out, len(kept), skipped)
+    check_leads(settings.leads, mask, required_leads)
     meta = check_meta(source.meta.iloc[kept], len(kept))
     store = work / "store"
     signals = _append_shards(work, store, n_shards, (len(kept), len(settings.leads),

@@ -1,10 +1,13 @@
 """The summary of a prepared store: what was written and skipped (and why), the splits, the
-ECGs without a report and the label counts; what ``prepare`` prints."""
+ECGs without a report and the label counts; what ``prepare`` prints.  Also the two ways a
+preparation fails as a whole, whoever wrote it: nothing could be written, or a lead asked for
+by name is in no record."""
 
 from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pandas as pd
 
 
@@ -22,3 +25,21 @@ def summarize(meta: pd.DataFrame, skipped: list) -> dict:
         if family in meta and len(meta):
             summary[family] = dict(Counter(c for ls in meta[family] for c in ls).most_common())
     return summary
+
+
+def check_written(out, written: int, skipped: list) -> None:
+    """A ValueError when no ECG could be prepared for the store at `out`."""
+    if not written:
+        detail = f"; the first error: {skipped[0]['skip']}" if skipped else ""
+        raise ValueError(f"no ECG could be prepared for {out} ({len(skipped)} skipped"
+                         f"{detail})")
+
+
+def check_leads(leads, mask: np.ndarray, required) -> None:
+    """A ValueError naming the leads of `required` that no row of the lead `mask` (``(N,
+    leads)``) has."""
+    absent = [lead for lead, k in zip(leads, np.asarray(mask).sum(0))
+              if not k and lead in set(required)]
+    if absent:
+        raise ValueError(f"no record has the lead(s) {absent} (asked for with --leads; "
+                         f"--allow-missing-leads stores them as zeros)")

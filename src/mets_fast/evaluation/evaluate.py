@@ -19,7 +19,8 @@ from ..data.preprocess import check_compatible
 from ..data.spec import DataSpec, parse_data
 from ..data.store import ECGStore
 from .datasets import (corpus_size, default_split, mitbih_evaluation, mitbih_probe_sets,
-                       probe_with_leads, store_evaluation, store_probe_sets, with_leads)
+                       probe_with_leads, reported, store_evaluation, store_probe_sets,
+                       with_leads)
 from .metrics import hit_rates, multilabel_auroc
 from .probe import probe
 from .tasks import evaluation_sets
@@ -66,7 +67,8 @@ def evaluate(model, data: str | DataSpec | ECGStore, *, protocol: str = "zerosho
              tasks: Sequence[str] | None = None, split: str | None = None,
              per_class: int | None = None, seed: int = 0, statements: str | None = None,
              run_dir: str | None = None, quiet: bool = False,
-             leads: Sequence[str] | None = None) -> ZeroShotReport | ProbeReport:
+             leads: Sequence[str] | None = None,
+             sample: int | None = None) -> ZeroShotReport | ProbeReport:
     """Evaluates `model` on `data`: a ``--data`` value (``synthetic``, ``ptbxl:ROOT``,
     ``mitbih:DIR``, ``store:DIR``; prepared with the model's preprocessing), or an open store,
     whose single-label zero-shot sets alone are scored (the trainer's per-epoch check).
@@ -87,6 +89,10 @@ def evaluate(model, data: str | DataSpec | ECGStore, *, protocol: str = "zerosho
             that the split may hold ECGs it trained on.
         leads: score with only these leads (the others zeros, as ``model.preprocess`` makes
             a recording without them), e.g. ``["I", "II"]``; None: all the model's.
+        sample: an open store only: score a fixed sample of this many ECGs of the split
+            (drawn with `seed`), its single-label sets and the retrieval of its ECGs' reports
+            (``retrieval["<split>"]``; a corpus without labels, MIMIC-IV-ECG's, has only that),
+            so that the trainer's per-epoch check costs the same on a corpus of any size.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
@@ -95,10 +101,21 @@ def evaluate(model, data: str | DataSpec | ECGStore, *, protocol: str = "zerosho
             raise ValueError("an open store is evaluated zero-shot on its single-label sets; "
                              "pass a --data value for the linear probe")
         check_compatible(data, model.settings)
-        sets = evaluation_sets(data.meta, split=split or default_split(data),
-                               per_class=per_class or 200, seed=seed, tasks=tasks)
-        signals = with_leads(data.signals, model.settings, leads)
-        return ZeroShotReport(score_sets(model, signals, sets), {}, {}, [])
+        split = split or default_split(data)
+        meta, signals, retrieval = data.meta, data.signals, {}
+        if sample is not None:
+            rows = data.split(split)
+            if len(rows) > sample:
+                rows = np.sort(np.random.default_rng(seed).choice(rows, sample, replace=False))
+            meta, signals = data.meta.iloc[rows].reset_index(drop=True), data.signals[rows]
+            picked = reported(signals, meta["report_clean"], seed)
+            if len(picked.reports):
+                retrieval[split] = report_retrieval(
+                    model, with_leads(picked.ecgs, model.settings, leads), picked.reports)
+        sets = evaluation_sets(meta, split=split, per_class=per_class or 200, seed=seed,
+                               tasks=tasks)
+        signals = with_leads(signals, model.settings, leads)
+        return ZeroShotReport(score_sets(model, signals, sets), {}, retrieval, [])
     spec = parse_data(data) if isinstance(data, str) else data
     run_dir = run_dir if run_dir is not None else getattr(model, "run_dir", None)
     n = corpus_size(run_dir if spec.kind == "synthetic" else None)

@@ -34,9 +34,11 @@ from .presets import NEGATIVES, Preset, preset_for
 from .schedule import learning_rate
 
 # What a run adds to its preset's settings: the language model, and what does not change the
-# result (device, threads, output, verbosity) besides the seed.
+# result (device, threads, output, verbosity, the size of the per-epoch validation sample)
+# besides the seed.
 _RUN_FIELDS = [("lm", str), ("device", str), ("threads", "int | None"), ("seed", int),
-               ("out", str), ("resume", bool), ("quiet", bool)]
+               ("out", str), ("resume", bool), ("quiet", bool), ("val_size", int)]
+VAL_SIZE = 2000  # validation ECGs scored after each epoch (a fixed, seeded sample)
 TrainConfig = NamedTuple("TrainConfig", [("data", "str | list"), ("preset", str),
                                          *Preset.__annotations__.items(), *_RUN_FIELDS])
 TrainConfig.__doc__ = """Every setting of a run (``args.json``): the data, the preset's name,
@@ -97,7 +99,7 @@ def resolve(data: str | list | None = "synthetic", preset: str = "default",
     values = preset_for(preset, kind)._asdict()
     values.update({k: v for k, v in overrides.items() if v is not None and k in values})
     rest = {"lm": "default", "device": "cpu", "threads": None, "seed": 0, "out": None,
-            "resume": False, "quiet": False}
+            "resume": False, "quiet": False, "val_size": VAL_SIZE}
     rest.update({k: v for k, v in overrides.items() if k in rest and v is not None})
     if rest["out"] is None:
         rest["out"] = str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
@@ -107,7 +109,7 @@ def resolve(data: str | list | None = "synthetic", preset: str = "default",
 
 
 def _check(c: TrainConfig) -> None:
-    for name in ("epochs", "batch_size", "embed_dim", "corpus_size"):
+    for name in ("epochs", "batch_size", "embed_dim", "corpus_size", "val_size"):
         value = getattr(c, name)
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got "
@@ -352,7 +354,7 @@ class _Run:
                 bar.close()
             epoch_loss = distributed.mean(total_loss / steps_per_epoch, world)
             if world.main:
-                scores = evaluate(model, self.store, split="val").single
+                scores = evaluate(model, self.store, split="val", sample=c.val_size)
                 checkpoint.save_checkpoint(self.out, model, optimizer, epoch, step)
                 metrics.append({
                     "epoch": epoch, "loss": epoch_loss,
@@ -361,7 +363,8 @@ class _Run:
                     "seconds": time.perf_counter() - began,
                     "zeroshot": {t: {k: v for k, v in s.items()
                                      if k not in ("confusion", "classes")}
-                                 for t, s in scores.items()}})
+                                 for t, s in scores.single.items()},
+                    "retrieval": scores.retrieval.get("val", {})})
                 _write_metrics(self.out / "metrics.jsonl", metrics)
                 plot_curves(metrics, self.out / "curves.png")
                 if not c.quiet:
@@ -454,6 +457,8 @@ def _write_metrics(path: Path, metrics: list) -> None:
 def _print_epoch(m: dict) -> None:
     scores = "  ".join(f"{t} acc {s['accuracy']:.3f} f1 {s['f1']:.3f}"
                        for t, s in m["zeroshot"].items())
+    if m.get("retrieval"):
+        scores += f"  report R@10 {m['retrieval']['recall@10']:.3f}"
     print(f"epoch {m['epoch']}: loss {m['loss']:.4f}  scale {m['logit_scale']:.1f}  "
           f"{m['ecgs_per_s']:.0f} ECG/s  {m['seconds']:.0f} s  {scores}", flush=True)
 
