@@ -252,17 +252,45 @@ def test_an_interrupted_run_is_resumed_or_discarded_never_mixed(mimic_tree, tmp_
     assert ECGStore.open(out).fs == 250
     assert _prepare(root, out, "--resume", "--fs", "250") == 0
     assert "nothing to resume" in capsys.readouterr().out
-    # killed after the store was renamed into place, before the work folder was removed
-    work = tmp_path / ".s.partial"
-    (work / "shards").mkdir(parents=True)
-    (work / "plan.json").write_text("{}")
-    (work / "appended.json").write_text('{"shards": 11, "bytes": 0}')
-    before = (out / "signals.npy").read_bytes()
-    assert _prepare(root, out, "--resume", "--fs", "250") == 0
-    assert not work.exists() and (out / "signals.npy").read_bytes() == before
     assert prepare_main(["synthetic", "--n", "4", "--out", str(tmp_path / "x"),
                          "--resume"]) == 2
     assert "apply to mimic-iv-ecg" in capsys.readouterr().err
+
+
+def test_killed_after_the_store_was_in_place_resume_has_nothing_to_do(mimic_tree, tmp_path,
+                                                                      monkeypatch, capsys):
+    from mets_fast.data import shards
+
+    root, _ = mimic_tree
+    out, work = tmp_path / "s", tmp_path / ".s.partial"
+    commit = shards.commit_dir
+
+    def commit_then_die(tmp, target):
+        commit(tmp, target)
+        raise KeyboardInterrupt  # as a kill between the rename and the clean-up
+
+    monkeypatch.setattr(shards, "commit_dir", commit_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        _prepare(root, out)
+    monkeypatch.undo()
+    assert work.is_dir() and out.is_dir()
+    before = (out / "signals.npy").read_bytes()
+    assert _prepare(root, out, "--resume") == 0
+    assert "nothing to resume" in capsys.readouterr().out
+    assert not work.exists() and (out / "signals.npy").read_bytes() == before
+
+
+def test_data_mimic_is_prepared_once_into_the_cache(mimic_tree, tmp_path):
+    from mets_fast.data.cache import prepared_store
+    from mets_fast.data.spec import parse_data
+
+    root, studies = mimic_tree
+    spec = parse_data(f"mimic-iv-ecg:{root}")
+    first = prepared_store(spec, cache_dir=tmp_path / "cache", quiet=True)
+    assert prepared_store(spec, cache_dir=tmp_path / "cache", quiet=True) == first
+    store = ECGStore.open(first)
+    assert len(store) == len(studies) - 4 and store.manifest["preprocessing"]["data"]
+    assert not list((tmp_path / "cache" / "stores").glob(".*.partial"))
 
 
 def test_a_tree_with_no_readable_record_gets_one_line_and_leaves_nothing(tmp_path, make_ecg,

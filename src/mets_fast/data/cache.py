@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from ..paths import default_cache_dir
+from ..threads import default_threads
 from .ingest import write_source
 from .preprocess import Settings
 from .sources import SETTINGS, challenge, mitbih, open_source
@@ -53,8 +54,10 @@ def prepared_store(spec: DataSpec, *, n: int = CORPUS_SIZE, settings: Settings |
         if _usable(out):
             return out
         source = open_source(spec.kind, settings, root=spec.path, n=n, seed=DATA_SEED)
-        write_source(out, source, settings, overwrite=out.exists(), quiet=quiet,
-                     extra={"data": str(spec)})
+        # a sharded preparation that a killed process left is continued, not started again;
+        # its shards are shared among this process's cores (a plain source takes no workers)
+        write_source(out, source, settings, overwrite=out.exists(), resume=True, quiet=quiet,
+                     extra={"data": str(spec)}, workers=default_threads())
     return out
 
 

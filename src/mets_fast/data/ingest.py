@@ -77,15 +77,17 @@ def write_source(out: Path, source, settings: Settings, *, workers: int = 1,
                  quiet: bool = False, extra: dict | None = None, required_leads=()) -> dict:
     """`source` (a :class:`~mets_fast.data.sources.Source` or a
     :class:`~mets_fast.data.shards.ShardedSource`) prepared into a store at `out`; returns the
-    summary.  `resume` and `shard_size` apply to a sharded source only (ValueError otherwise);
-    `extra` is added to what the manifest records about the source."""
+    summary.  `workers` prepare a sharded source's shards (a plain source's record readers
+    were chosen when it was opened); `resume` continues a sharded source's interrupted run (a
+    plain source has none: it is prepared from the start); `shard_size` applies to a sharded
+    source only (ValueError otherwise); `extra` is added to what the manifest records about
+    the source."""
     if isinstance(source, ShardedSource):
         source = source._replace(extra={**source.extra, **(extra or {})})
         return write_sharded(out, source, settings, workers=workers, overwrite=overwrite,
                              resume=resume, quiet=quiet, required_leads=required_leads,
                              **({} if shard_size is None else {"shard_size": shard_size}))
-    if resume or shard_size is not None:
-        raise ValueError("resuming and shard sizes apply to sources prepared in shards "
-                         "(mimic-iv-ecg)")
+    if shard_size is not None:
+        raise ValueError("shard sizes apply to sources prepared in shards (mimic-iv-ecg)")
     return write_store(out, source.items, source.n_max, settings, overwrite, quiet,
                        {**source.extra, **(extra or {})}, required_leads=required_leads)

@@ -74,10 +74,13 @@ def write_sharded(out: Path, source: ShardedSource, settings: Settings, *, worke
                   shard_size: int = SHARD_SIZE, resume: bool = False, overwrite: bool = False,
                   quiet: bool = False, required_leads=()) -> dict:
     """Prepares `source` into a store at `out` (see the module's description); returns the
-    summary of :func:`~mets_fast.data.ingest.write_store`.  A work folder left by an
-    interrupted run is continued with `resume` (it must have been started with the same records,
-    settings and shard size) or discarded with `overwrite`; `resume` with nothing left to do
-    returns the summary of a run that writes nothing (``written`` None).  Data that cannot be
+    summary of :func:`~mets_fast.data.ingest.write_store`.
+
+    A work folder left by an interrupted run is continued with `resume` (when it was started
+    with the same records, settings and shard size; else it is an error, or with `overwrite`
+    discarded) and discarded with `overwrite` alone; with neither it is an error.  `resume`
+    where the store is already complete returns the summary of a run that wrote nothing
+    (``written`` None), unless `overwrite` asks for it to be made again.  Data that cannot be
     prepared is a ValueError, and removes the work folder; an interruption (a kill, Ctrl-C, a
     full disk) keeps it for `resume`."""
     out = Path(out)
@@ -91,22 +94,27 @@ def write_sharded(out: Path, source: ShardedSource, settings: Settings, *, worke
     try:
         plan = {"layout": PLAN, "settings": settings.as_dict(), "extra": source.extra,
                 "shard_size": int(shard_size), "records": _digest(source.records)}
-        started = (work / "plan.json").is_file()
-        if started and overwrite:
-            _clear(work)
-        elif started and not resume:
-            raise FileExistsError(f"{work} holds an interrupted preparation of {out}: pass "
-                                  f"--resume to continue it or --overwrite to start over")
-        elif resume and out.exists() and (not started or _committed(work)):
+        if (work / "plan.json").is_file():
+            same = json.loads((work / "plan.json").read_text()) == plan
+            if resume and same and _committed(work):  # killed after its store was in place
+                if out.exists() and not overwrite:
+                    shutil.rmtree(work)
+                    return {"written": None}
+                _clear(work)  # that store is gone, or to be made again
+            if resume and not same and not overwrite:
+                raise FileExistsError(f"{work} was started with other records or settings "
+                                      f"than these: pass --overwrite to start over")
+            if not resume and not overwrite:
+                raise FileExistsError(f"{work} holds an interrupted preparation of {out}: pass "
+                                      f"--resume to continue it or --overwrite to start over")
+            elif not (resume and same):
+                _clear(work)
+        elif out.exists() and resume and not overwrite:
             shutil.rmtree(work)
             return {"written": None}
-        if (work / "plan.json").is_file():
-            if json.loads((work / "plan.json").read_text()) != plan:
-                raise FileExistsError(f"{work} was started with other records or settings than "
-                                      f"these: pass --overwrite to start over")
-        else:
-            if out.exists() and not overwrite:
-                raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+        elif out.exists() and not overwrite:
+            raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+        if not (work / "plan.json").is_file():
             (work / "shards").mkdir(exist_ok=True)
             write_text(work / "plan.json", json.dumps(plan))
         try:
