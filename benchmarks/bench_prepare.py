@@ -247,7 +247,8 @@ def bench_mimic(work: Path, n: int) -> dict:
     full = timed("mets_fast.prepare mimic-iv-ecg --fs 500, 2 workers",
                  lambda: prepare_main(["mimic-iv-ecg", str(small), "--out", str(work / "m500"),
                                        *common, "--fs", "500", "--workers", "2"]), n // 4)
-    full_bytes = (work / "m500" / "signals.npy").stat().st_size / (n // 4)
+    full_bytes = (work / "m500" / "signals.npy").stat().st_size / \
+        len(pd.read_parquet(work / "m500" / "meta.parquet", columns=["id"]))
     return {"records": n, "written": written, "runs": runs + [full], "same_bytes": same,
             "bytes_per_ecg_100hz": store_bytes / written, "bytes_per_ecg_500hz": full_bytes,
             "peak_rss": rss, "rss_records": {"quarter": n // 4, "all": n}}

@@ -60,3 +60,19 @@ def test_leaving_early_stops_the_thread():
             for _ in loader:
                 raise RuntimeError("the step failed")
     assert not loader._thread.is_alive()
+
+
+def test_the_transform_sees_each_batch_with_its_number():
+    signals = np.arange(40, dtype=np.float16).reshape(10, 1, 4)
+    batches = [np.array([0, 1]), np.array([5]), np.array([2, 9])]
+    seen = []
+
+    def transform(k, ids, x):
+        seen.append((k, list(ids)))
+        return x + k
+
+    with BatchLoader(signals, batches, "cpu", transform) as loader:
+        out = list(loader)
+    assert seen == [(0, [0, 1]), (1, [5]), (2, [2, 9])]
+    for k, (ids, x) in enumerate(out):
+        assert torch.equal(x, _plain(signals, ids) + k)

@@ -72,9 +72,10 @@ def test_each_epoch_scores_a_fixed_sample_of_the_validation_split(tiny_lm, tmp_p
     assert first.retrieval == again.retrieval and first.retrieval["val"]["n"] == 5
 
 
-def test_resume_continues_bit_for_bit(tiny_lm, tmp_path):
+@pytest.mark.parametrize("augment", [[], ["--augment"]], ids=["plain", "augmented"])
+def test_resume_continues_bit_for_bit(tiny_lm, tmp_path, augment):
     whole, split = tmp_path / "whole", tmp_path / "split"
-    common = ["--epochs", "3", "--threads", "1", "--seed", "4"]
+    common = ["--epochs", "3", "--threads", "1", "--seed", "4", *augment]
     assert train_main(run_args(tiny_lm, whole, *common)) == 0
     # the same run, stopped after its first epoch (as if killed), then resumed
     args = build_parser().parse_args(run_args(tiny_lm, split, *common))
@@ -87,6 +88,20 @@ def test_resume_continues_bit_for_bit(tiny_lm, tmp_path):
         assert torch.equal(a[key], b[key]), key
     lines = (split / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+    args = json.loads((split / "args.json").read_text())
+    assert (args["aug_noise"] > 0) == bool(augment)
+
+
+def test_augmentation_changes_what_the_model_learns(tiny_lm, tmp_path):
+    common = ["--epochs", "1", "--threads", "1"]
+    assert train_main(run_args(tiny_lm, tmp_path / "a", *common)) == 0
+    assert train_main(run_args(tiny_lm, tmp_path / "b", *common, "--augment",
+                               "--aug-shift", "0")) == 0
+    args = json.loads((tmp_path / "b" / "args.json").read_text())
+    assert args["aug_shift"] == 0 and args["aug_scale"] == 0.15
+    a = mets_fast.load(tmp_path / "a").state_dict()
+    b = mets_fast.load(tmp_path / "b").state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
 def test_resume_refuses_changed_arguments(tiny_lm, tmp_path, capsys):

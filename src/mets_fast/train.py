@@ -57,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--resume", action="store_true",
         help="continue the run in --out from its last checkpoint")
     add("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    add("--augment", action="store_true",
+        help="augment each batch with the real-data recipe's strengths (those --aug-* flags "
+             "do not set): a gain per lead, noise, power line, baseline wander, a time shift")
+    add("--aug-scale", type=float, help="spread of a log gain per lead (0: off; recipe 0.15)")
+    add("--aug-noise", type=float, help="white noise, in lead standard deviations (0.05)")
+    add("--aug-powerline", type=float, help="power-line pick-up at 50 or 60 Hz (0.05)")
+    add("--aug-wander", type=float, help="baseline wander of 0.05-0.5 Hz (0.1)")
+    add("--aug-shift", type=float, help="longest time shift in s, zeros shifted in (1.0)")
     add("--val-size", type=positive_int,
         help="validation ECGs scored after each epoch: a fixed, seeded sample "
              "(2000), so that an epoch's check stays seconds on a corpus of any size")

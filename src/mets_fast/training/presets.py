@@ -14,7 +14,9 @@ class Preset(NamedTuple):
     linear warm-up over ``warmup`` of the steps, then a cosine decay to zero; ``"constant"``),
     ``amp`` (bfloat16 autocast), ``corpus_size`` (ECGs of the synthetic corpus),
     ``negatives`` (``"all"``: every other pair of the batch is a negative, as CLIP and METS;
-    ``"distinct-reports"``: pairs of the same report are not, see ``loss.contrastive_loss``)."""
+    ``"distinct-reports"``: pairs of the same report are not, see ``loss.contrastive_loss``),
+    and the strengths of the batch augmentations, ``aug_scale`` ... ``aug_shift`` (0: off; see
+    :class:`~mets_fast.training.augment.Augment`)."""
 
     epochs: int
     batch_size: int
@@ -26,6 +28,11 @@ class Preset(NamedTuple):
     amp: bool
     corpus_size: int
     negatives: str = "all"
+    aug_scale: float = 0.0
+    aug_noise: float = 0.0
+    aug_powerline: float = 0.0
+    aug_wander: float = 0.0
+    aug_shift: float = 0.0
 
 
 NEGATIVES = ("all", "distinct-reports")

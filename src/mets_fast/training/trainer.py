@@ -28,6 +28,7 @@ from ..model import checkpoint
 from ..model.mets import METSModel
 from ..threads import set_threads
 from . import distributed
+from .augment import RECIPE, Augment, augment
 from .curves import plot_curves
 from .loader import BatchLoader
 from .presets import NEGATIVES, Preset, preset_for
@@ -48,7 +49,7 @@ its settings resolved (:class:`~mets_fast.training.presets.Preset`), then the ru
 # verbosity, do not change the result; threads and device may change its last bits).
 RESULT_KEYS = ("data", "preset", *Preset._fields, "lm", "seed")
 # What a setting added later was before it existed (runs written earlier resume as such).
-BEFORE_IT_EXISTED = {"negatives": "all"}
+BEFORE_IT_EXISTED = {"negatives": "all", **{f"aug_{k}": 0.0 for k in Augment._fields}}
 # What a run directory holds besides hidden files (its lock, temporaries).
 _RUN_FILES = {checkpoint.CONFIG, checkpoint.WEIGHTS, checkpoint.CHECKPOINTS, "args.json",
               "metrics.jsonl", "curves.png"}
@@ -97,6 +98,8 @@ def resolve(data: str | list | None = "synthetic", preset: str = "default",
     kind = kinds.pop() if len(kinds) == 1 else "mixed"
     data = values[0] if len(values) == 1 else values
     values = preset_for(preset, kind)._asdict()
+    if overrides.get("augment"):  # the recipe's strengths, where no flag gives its own
+        values.update({f"aug_{k}": v for k, v in RECIPE._asdict().items()})
     values.update({k: v for k, v in overrides.items() if v is not None and k in values})
     rest = {"lm": "default", "device": "cpu", "threads": None, "seed": 0, "out": None,
             "resume": False, "quiet": False, "val_size": VAL_SIZE}
@@ -131,12 +134,18 @@ def _check(c: TrainConfig) -> None:
                          f"trains on CPUs and NVIDIA GPUs)")
     if c.warmup >= 1:
         raise ValueError(f"warmup is a fraction of the steps, below 1; got {c.warmup}")
+    strengths(c).check()
     if c.negatives not in NEGATIVES:
         raise ValueError(f"--negatives must be one of {NEGATIVES}, got {c.negatives!r}")
     if isinstance(c.seed, bool) or not isinstance(c.seed, int) or c.seed < 0:
         raise ValueError(f"--seed must be a non-negative integer, got {c.seed!r}")
     if c.threads is not None and (not isinstance(c.threads, int) or c.threads < 1):
         raise ValueError(f"--threads must be a positive integer, got {c.threads!r}")
+
+
+def strengths(c: TrainConfig) -> Augment:
+    """The augmentations a configuration asks for."""
+    return Augment(*(getattr(c, f"aug_{k}") for k in Augment._fields))
 
 
 def fit(config: TrainConfig, stop_after: int | None = None) -> Path:
@@ -294,6 +303,20 @@ class _Run:
         model.use_text_encoder(e)  # the trainer's own: no second copy of the language model
         return model.to(self.world.device)
 
+    def _augmentation(self, epoch: int):
+        """The loader's transform of the epoch's batches (None: no augmentation): batch k of
+        this process drawn with a generator seeded by (seed, epoch, k, rank)."""
+        c, chosen = self.c, strengths(self.c)
+        if not chosen.active:
+            return None
+        mask, fs = self.store.lead_mask, self.store.fs
+
+        def transform(k: int, ids: np.ndarray, x: np.ndarray) -> np.ndarray:
+            rng = np.random.default_rng([c.seed, epoch, k, self.world.rank])
+            return augment(x, mask[ids], fs, chosen, rng)
+
+        return transform
+
     # ------------------------------------------------------------------------------ training
 
     def train(self, stop_after: int | None = None) -> Path:
@@ -323,7 +346,8 @@ class _Run:
             rows = [np.sort(order[b * c.batch_size:(b + 1) * c.batch_size]
                             [world.rank * local:(world.rank + 1) * local])
                     for b in range(steps_per_epoch)]
-            with BatchLoader(signals, rows, world.device) as loader:
+            with BatchLoader(signals, rows, world.device,
+                             self._augmentation(epoch)) as loader:
                 for b, (ids, x) in enumerate(loader):
                     lr = learning_rate(step, total, c.lr, c.schedule, c.warmup)
                     for group in optimizer.param_groups:

@@ -1,0 +1,100 @@
+"""Augmentations of a training batch: what differs between the ECGs a model trains on and those
+it meets later (the device's gain, its noise and power-line pick-up, baseline wander, where the
+window starts), drawn anew for every batch.
+
+They run in the loader's thread on the batch as NumPy arrays, vectorised over the batch, with a
+generator seeded by (seed, epoch, step, rank), so a resumed run draws the same ones.  None of
+them changes what a report says of the ECG: no time stretching (it would change the heart rate),
+no polarity flip (it would change the axis), no change of a lead's shape.  A lead the store marks
+missing stays zeros (noise on it would make it look present).
+
+Amplitudes are in the store's units: with the default per-lead normalisation, one is a lead's
+standard deviation.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Augment(NamedTuple):
+    """Strengths, each 0 for off: ``scale``, the standard deviation of the logarithm of a
+    random gain per lead; ``noise``, of white noise; ``powerline``, the amplitude of a
+    power-line sinusoid (50 or 60 Hz, as a device sampling at the store's rate records it);
+    ``wander``, the amplitude of a baseline wander of 0.05-0.5 Hz; ``shift``, the longest time
+    shift in seconds (what is shifted in is zeros, as the padding of a short record)."""
+
+    scale: float = 0.0
+    noise: float = 0.0
+    powerline: float = 0.0
+    wander: float = 0.0
+    shift: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return any(v > 0 for v in self)
+
+    def check(self) -> "Augment":
+        """Itself, or a ValueError naming a strength that is negative or not finite (and a
+        gain spread that could overflow float32)."""
+        for name, value in self._asdict().items():
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"--aug-{name} must be a finite number >= 0, got {value!r}")
+        if self.scale > 5:
+            raise ValueError(f"--aug-scale is the spread of a log gain: {self.scale} would "
+                             f"scale leads by e^{self.scale:g} and more; use at most 5")
+        return self
+
+
+OFF = Augment()
+# The real-data recipe's strengths (--augment)
+RECIPE = Augment(scale=0.15, noise=0.05, powerline=0.05, wander=0.1, shift=1.0)
+
+
+def augment(x: np.ndarray, mask: np.ndarray | None, fs: float, strengths: Augment,
+            rng: np.random.Generator) -> np.ndarray:
+    """`x` ``(batch, leads, samples)`` float32 augmented (a new array; `x` is left alone).
+
+    `mask` ``(batch, leads)`` bool: the leads each ECG really has (None: all); the others stay
+    zeros.  `fs`: the signals' rate in Hz.  The draws are made in a fixed order, each for the
+    whole batch, so the same `rng` state gives the same result."""
+    x = np.array(x, dtype=np.float32)
+    n, leads, samples = x.shape
+    present = np.ones((n, leads), bool) if mask is None else np.asarray(mask, bool)
+    t = np.arange(samples, dtype=np.float64) / fs
+    if strengths.shift > 0:
+        most = min(samples - 1, int(round(strengths.shift * fs)))
+        x = _shift(x, rng.integers(-most, most + 1, size=n))
+    if strengths.scale > 0:
+        x *= np.exp(rng.normal(0.0, strengths.scale, size=(n, leads, 1))).astype(np.float32)
+    added = np.zeros_like(x)
+    if strengths.noise > 0:
+        added += rng.normal(0.0, strengths.noise, size=x.shape).astype(np.float32)
+    if strengths.powerline > 0:
+        mains = np.where(rng.random(n) < 0.5, 50.0, 60.0)
+        seen = np.abs(mains - fs * np.round(mains / fs))  # the alias a device at fs records
+        phase = rng.uniform(0, 2 * np.pi, size=(n, leads))
+        amplitude = rng.uniform(0, strengths.powerline, size=(n, 1))
+        added += (amplitude[:, :, None] * np.sin(2 * np.pi * seen[:, None, None] * t
+                                                   + phase[:, :, None])).astype(np.float32)
+    if strengths.wander > 0:
+        freq = rng.uniform(0.05, 0.5, size=(n, 1, 1))
+        phase = rng.uniform(0, 2 * np.pi, size=(n, leads, 1))
+        amplitude = rng.uniform(0, strengths.wander, size=(n, leads, 1))
+        added += (amplitude * np.sin(2 * np.pi * freq * t + phase)).astype(np.float32)
+    x += added
+    x[~present] = 0.0
+    return x
+
+
+def _shift(x: np.ndarray, by: np.ndarray) -> np.ndarray:
+    """Each ECG of `x` moved `by` samples later (earlier where negative), zeros shifted in."""
+    samples = x.shape[-1]
+    source = np.arange(samples)[None, :] - by[:, None]
+    inside = (source >= 0) & (source < samples)
+    out = np.take_along_axis(x, np.clip(source, 0, samples - 1)[:, None, :].repeat(
+        x.shape[1], axis=1), axis=-1)
+    out *= inside[:, None, :]
+    return out
