@@ -77,8 +77,29 @@ def test_missing_leads_stay_zeros(make_ecg):
     mask = np.ones(x.shape[:2], bool)
     mask[0, 1] = mask[2, 0] = False
     x[~mask] = 0
-    y = augment(x, mask, 100.0, RECIPE, np.random.default_rng(0))
+    y = augment(x, mask, 100.0, RECIPE._replace(leads=0.0), np.random.default_rng(0))
     assert (y[~mask] == 0).all() and (y[mask] != 0).any(-1).all()
+
+
+def test_lead_subsets_keep_one_to_all_of_the_leads_an_ecg_has():
+    n, leads = 2000, 12
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, leads, 20)).astype(np.float32)
+    mask = rng.random((n, leads)) < 0.9
+    mask[0] = False  # an ECG with no lead at all stays so
+    x[~mask] = 0
+    y = augment(x, mask, 100.0, Augment(leads=1.0), np.random.default_rng(1))
+    kept = (y != 0).any(-1)
+    assert not (kept & ~mask).any()  # never brings a missing lead back
+    assert (kept.sum(1)[1:] >= 1).all() and not kept[0].any()
+    sizes = kept.sum(1)[1:]
+    assert sizes.min() == 1 and sizes.max() == leads
+    np.testing.assert_array_equal(y[kept], x[kept])  # kept leads untouched
+    single = kept[sizes.argmin() + 1]
+    assert single.sum() == 1
+    half = augment(x, mask, 100.0, Augment(leads=0.5), np.random.default_rng(2))
+    untouched = ((half != 0).any(-1) == mask).all(1).mean()
+    assert 0.5 <= untouched <= 0.65  # half keep all; a subset may also be all of them
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 7), (2, 12, 1), (3, 2, 33)])
@@ -92,6 +113,7 @@ def test_odd_shapes_and_a_shift_longer_than_the_window(shape):
     (Augment(noise=-0.1), "--aug-noise must be a finite number >= 0"),
     (Augment(shift=float("nan")), "--aug-shift must be a finite number"),
     (Augment(scale=50.0), "use at most 5"),
+    (Augment(leads=1.5), "--aug-leads is a probability"),
 ])
 def test_bad_strengths_are_refused_naming_the_flag(bad, phrase):
     with pytest.raises(ValueError, match=phrase.replace("(", r"\(")):

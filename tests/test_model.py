@@ -248,3 +248,28 @@ def test_text_encoder_rebuilt_from_the_config(tmp_path, tiny_lm):
     loaded._text_encoder = None
     with pytest.raises(ValueError, match="not the one this model was trained with"):
         loaded.text_encoder()
+
+
+def test_the_lead_indicator_tells_a_missing_lead_from_a_quiet_one():
+    torch.manual_seed(0)
+    plain, told = ResNet1d(3, lead_indicator=False).eval(), ResNet1d(3, lead_indicator=True)
+    told.eval()
+    assert "lead_indicator" not in plain.config and told.config["lead_indicator"]
+    assert told.stem[0].in_channels == 6 and plain.stem[0].in_channels == 3
+    x = torch.randn(2, 3, 200)
+    quiet, missing = x.clone(), x.clone()
+    quiet[:, 1] = 1e-6
+    missing[:, 1] = 0
+    with torch.no_grad():
+        gap_plain = (plain(quiet) - plain(missing)).abs().max()
+        gap_told = (told(quiet) - told(missing)).abs().max()
+    assert gap_told > 100 * gap_plain
+
+
+def test_a_model_with_the_lead_indicator_is_rebuilt_from_its_config():
+    model = METSModel(32, 16, encoder={"lead_indicator": True})
+    again = METSModel.from_config(model.config)
+    assert again.encoder.config == model.encoder.config
+    before = {k: v for k, v in model.config["encoder_config"].items() if k != "lead_indicator"}
+    old = dict(model.config, encoder_config=before)
+    assert METSModel.from_config(old).encoder.stem[0].in_channels == 12

@@ -98,7 +98,11 @@ def test_augmentation_changes_what_the_model_learns(tiny_lm, tmp_path):
     assert train_main(run_args(tiny_lm, tmp_path / "b", *common, "--augment",
                                "--aug-shift", "0")) == 0
     args = json.loads((tmp_path / "b" / "args.json").read_text())
-    assert args["aug_shift"] == 0 and args["aug_scale"] == 0.15
+    assert args["aug_shift"] == 0 and args["aug_scale"] == 0.15 and args["aug_leads"] == 0.5
+    encoder = json.loads((tmp_path / "b" / "config.json").read_text())["model"]["encoder_config"]
+    assert encoder["lead_indicator"]  # trained on lead subsets: told which leads are missing
+    assert "lead_indicator" not in json.loads((tmp_path / "a" / "config.json").read_text())[
+        "model"]["encoder_config"]
     a = mets_fast.load(tmp_path / "a").state_dict()
     b = mets_fast.load(tmp_path / "b").state_dict()
     assert any(not torch.equal(a[k], b[k]) for k in a)
@@ -334,6 +338,17 @@ def test_several_data_sources_train_together(tiny_lm, tmp_path, capsys, make_ecg
     saved = json.loads((out / "args.json").read_text())
     assert saved["data"] == ["synthetic", f"store:{tmp_path / 'ch'}"]
     assert train_main(argv + ["--resume", "--epochs", "1"]) == 0  # the list compares equal
-    assert train_main(["--data", "synthetic", "--data", "synthetic", "--out",
+    assert train_main(["--data", "synthetic", "--data", "synthetic@0.5", "--out",
                        str(tmp_path / "r2")]) == 2
     assert "names 'synthetic' twice" in capsys.readouterr().err
+    # weighted: the synthetic corpus a quarter of each epoch, the 36 Challenge ECGs the rest
+    weighted = argv[:-4] + ["--out", str(tmp_path / "w"), "--data", "synthetic@0.25",
+                            "--data", f"store:{tmp_path / 'ch'}"]
+    assert train_main(weighted) == 0
+    printed = capsys.readouterr().out
+    assert "(25 % of each epoch)" in printed and "(75 % of each epoch)" in printed
+    assert json.loads((tmp_path / "w" / "args.json").read_text())["data"][0] == "synthetic@0.25"
+    assert train_main(weighted[:-4] + ["--data", "synthetic@1.5", "--data",
+                                       f"store:{tmp_path / 'ch'}", "--out",
+                                       str(tmp_path / "w2")]) == 1
+    assert "must sum to less than 1" in capsys.readouterr().err

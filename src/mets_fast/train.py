@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--data", action="append",
         help="synthetic (default), ptbxl:ROOT, mitbih:ROOT, challenge:ROOT, "
              "mimic-iv-ecg:ROOT or store:DIR (a prepared store); give it several times to "
-             "train on several sources together")
+             "train on several sources together, each with @W for its share of each epoch "
+             "if wanted (synthetic@0.5: half of every epoch; the others share the rest by "
+             "size)")
     add("--preset", choices=sorted(PRESETS), default="default",
         help="default (sized to a 2-core CPU), paper (Li et al. 2023) or smoke (one short epoch)")
     add("--epochs", type=int, help="passes over the training split")
@@ -59,12 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     add("--augment", action="store_true",
         help="augment each batch with the real-data recipe's strengths (those --aug-* flags "
-             "do not set): a gain per lead, noise, power line, baseline wander, a time shift")
+             "do not set): a gain per lead, noise, power line, baseline wander, a time "
+             "shift, lead subsets")
     add("--aug-scale", type=float, help="spread of a log gain per lead (0: off; recipe 0.15)")
     add("--aug-noise", type=float, help="white noise, in lead standard deviations (0.05)")
     add("--aug-powerline", type=float, help="power-line pick-up at 50 or 60 Hz (0.05)")
     add("--aug-wander", type=float, help="baseline wander of 0.05-0.5 Hz (0.1)")
     add("--aug-shift", type=float, help="longest time shift in s, zeros shifted in (1.0)")
+    add("--aug-leads", type=float,
+        help="probability that an ECG keeps only a random subset of its leads, down to one "
+             "(0.5); the encoder then sees which leads are missing")
     add("--val-size", type=positive_int,
         help="validation ECGs scored after each epoch: a fixed, seeded sample "
              "(2000), so that an epoch's check stays seconds on a corpus of any size")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 from torch import Tensor, nn
 
 
@@ -42,14 +43,22 @@ class ResNet1d(nn.Module):
     sees 7 of its own, coarser steps: 280 ms to 2.2 s at 100 Hz).  This departs from the 2-d
     ResNet's 7 and 3, which cover far less of an ECG beat.
 
+    With ``lead_indicator``, the stem also takes, beside each lead, a channel that is 1 where
+    the lead has any non-zero sample and 0 where it is all zeros: missing, off and flat leads
+    (the data layer makes those zeros, :func:`~mets_fast.data.records.lead_faults`), so that the
+    encoder tells a missing lead from a quiet one instead of reading a zero lead as a signal.
+    A model trained on random lead subsets needs it; the paper's encoder has none.
+
     Args:
         leads: input channels.
         widths, blocks: per stage.
         kernel, stem_kernel: odd convolution widths in samples.
+        lead_indicator: add the present-lead channels.
     """
 
     def __init__(self, leads: int = 12, widths: Sequence[int] = (64, 128, 256, 512),
-                 blocks: Sequence[int] = (2, 2, 2, 2), kernel: int = 7, stem_kernel: int = 15):
+                 blocks: Sequence[int] = (2, 2, 2, 2), kernel: int = 7, stem_kernel: int = 15,
+                 lead_indicator: bool = False):
         super().__init__()
         if leads < 1:
             raise ValueError(f"leads must be at least 1, got {leads}")
@@ -62,8 +71,11 @@ class ResNet1d(nn.Module):
         self.config = {"leads": int(leads), "widths": [int(w) for w in widths],
                        "blocks": [int(b) for b in blocks], "kernel": int(kernel),
                        "stem_kernel": int(stem_kernel)}
+        if lead_indicator:  # recorded only when on: configs written before it stay the same
+            self.config["lead_indicator"] = True
+        inputs = 2 * leads if lead_indicator else leads
         self.stem = nn.Sequential(
-            nn.Conv1d(leads, widths[0], stem_kernel, 2, stem_kernel // 2, bias=False),
+            nn.Conv1d(inputs, widths[0], stem_kernel, 2, stem_kernel // 2, bias=False),
             nn.BatchNorm1d(widths[0]), nn.ReLU(inplace=True), nn.MaxPool1d(3, 2, 1))
         stages, inputs = [], widths[0]
         for k, (width, count) in enumerate(zip(widths, blocks)):
@@ -86,4 +98,7 @@ class ResNet1d(nn.Module):
         if x.dim() != 3 or x.shape[1] != self.config["leads"]:
             raise ValueError(f"expected (N, {self.config['leads']}, samples), got shape "
                              f"{tuple(x.shape)}")
+        if self.config.get("lead_indicator"):
+            present = (x != 0).any(dim=-1, keepdim=True).to(x.dtype)
+            x = torch.cat([x, present.expand_as(x)], dim=1)
         return self.stages(self.stem(x)).mean(dim=-1)

@@ -24,13 +24,17 @@ class Augment(NamedTuple):
     random gain per lead; ``noise``, of white noise; ``powerline``, the amplitude of a
     power-line sinusoid (50 or 60 Hz, as a device sampling at the store's rate records it);
     ``wander``, the amplitude of a baseline wander of 0.05-0.5 Hz; ``shift``, the longest time
-    shift in seconds (what is shifted in is zeros, as the padding of a short record)."""
+    shift in seconds (what is shifted in is zeros, as the padding of a short record);
+    ``leads``, the probability that an ECG keeps only a random subset of its leads (how many:
+    uniform from one to all it has; which: uniform), the others made missing (zeros), as a
+    handheld or a 3-lead monitor records."""
 
     scale: float = 0.0
     noise: float = 0.0
     powerline: float = 0.0
     wander: float = 0.0
     shift: float = 0.0
+    leads: float = 0.0
 
     @property
     def active(self) -> bool:
@@ -42,6 +46,8 @@ class Augment(NamedTuple):
         for name, value in self._asdict().items():
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"--aug-{name} must be a finite number >= 0, got {value!r}")
+        if self.leads > 1:
+            raise ValueError(f"--aug-leads is a probability, at most 1; got {self.leads}")
         if self.scale > 5:
             raise ValueError(f"--aug-scale is the spread of a log gain: {self.scale} would "
                              f"scale leads by e^{self.scale:g} and more; use at most 5")
@@ -50,7 +56,7 @@ class Augment(NamedTuple):
 
 OFF = Augment()
 # The real-data recipe's strengths (--augment)
-RECIPE = Augment(scale=0.15, noise=0.05, powerline=0.05, wander=0.1, shift=1.0)
+RECIPE = Augment(scale=0.15, noise=0.05, powerline=0.05, wander=0.1, shift=1.0, leads=0.5)
 
 
 def augment(x: np.ndarray, mask: np.ndarray | None, fs: float, strengths: Augment,
@@ -58,12 +64,15 @@ def augment(x: np.ndarray, mask: np.ndarray | None, fs: float, strengths: Augmen
     """`x` ``(batch, leads, samples)`` float32 augmented (a new array; `x` is left alone).
 
     `mask` ``(batch, leads)`` bool: the leads each ECG really has (None: all); the others stay
-    zeros.  `fs`: the signals' rate in Hz.  The draws are made in a fixed order, each for the
+    zeros, as do those the lead subsets drop (an encoder built with ``lead_indicator`` sees
+    them as missing).  `fs`: the signals' rate in Hz.  The draws are made in a fixed order, each for the
     whole batch, so the same `rng` state gives the same result."""
     x = np.array(x, dtype=np.float32)
     n, leads, samples = x.shape
-    present = np.ones((n, leads), bool) if mask is None else np.asarray(mask, bool)
+    present = np.ones((n, leads), bool) if mask is None else np.array(mask, bool)
     t = np.arange(samples, dtype=np.float64) / fs
+    if strengths.leads > 0:
+        present &= _lead_subsets(present, strengths.leads, rng)
     if strengths.shift > 0:
         most = min(samples - 1, int(round(strengths.shift * fs)))
         x = _shift(x, rng.integers(-most, most + 1, size=n))
@@ -87,6 +96,18 @@ def augment(x: np.ndarray, mask: np.ndarray | None, fs: float, strengths: Augmen
     x += added
     x[~present] = 0.0
     return x
+
+
+def _lead_subsets(present: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
+    """Which leads each ECG keeps ``(n, leads)``: with probability `p`, a random non-empty
+    subset of those it has (its size uniform from one to all of them), else all."""
+    n, leads = present.shape
+    have = present.sum(1)
+    size = np.floor(rng.random(n) * have).astype(np.int64) + 1  # 1 ... have
+    rank = np.argsort(np.where(present, rng.random((n, leads)), np.inf), axis=1).argsort(1)
+    keep = rank < size[:, None]
+    chosen = rng.random(n) < p
+    return np.where(chosen[:, None] & (have[:, None] > 0), keep, True)
 
 
 def _shift(x: np.ndarray, by: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ class Preset(NamedTuple):
     aug_powerline: float = 0.0
     aug_wander: float = 0.0
     aug_shift: float = 0.0
+    aug_leads: float = 0.0
 
 
 NEGATIVES = ("all", "distinct-reports")

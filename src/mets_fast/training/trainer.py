@@ -32,6 +32,7 @@ from .augment import RECIPE, Augment, augment
 from .curves import plot_curves
 from .loader import BatchLoader
 from .presets import NEGATIVES, Preset, preset_for
+from .sampling import epoch_order, shares
 from .schedule import learning_rate
 
 # What a run adds to its preset's settings: the language model, and what does not change the
@@ -91,10 +92,11 @@ def resolve(data: str | list | None = "synthetic", preset: str = "default",
     values = data_list("synthetic" if data is None else data)
     if not values:
         raise ValueError("--data: give at least one source")
-    twice = sorted({v for v in values if values.count(v) > 1})
+    named = [str(parse_data(d, weighted=True)) for d in values]
+    twice = sorted({v for v in named if named.count(v) > 1})
     if twice:
         raise ValueError(f"--data names {twice[0]!r} twice")
-    kinds = {parse_data(d).kind for d in values}
+    kinds = {parse_data(d, weighted=True).kind for d in values}
     kind = kinds.pop() if len(kinds) == 1 else "mixed"
     data = values[0] if len(values) == 1 else values
     values = preset_for(preset, kind)._asdict()
@@ -175,7 +177,7 @@ class _Run:
     def __init__(self, config: TrainConfig, world: distributed.World):
         self.c, self.world = config, world
         self.out = Path(config.out)
-        specs = [parse_data(d) for d in data_list(config.data)]
+        specs = [parse_data(d, weighted=True) for d in data_list(config.data)]
         if config.batch_size % world.size:
             raise ValueError(f"--batch-size {config.batch_size} (the global batch) must divide "
                              f"evenly over {world.size} processes")
@@ -195,12 +197,17 @@ class _Run:
         distributed.barrier(world)
         if not world.main:
             paths = prepared_stores(self.specs, config.corpus_size, True)
-        self.store = ECGStore.concat([ECGStore.open(p) for p in paths])
+        stores = [ECGStore.open(p) for p in paths]
+        self.store = ECGStore.concat(stores)
         self.train_rows = self._train_rows()
+        self.train_part, self.shares = self._sources(stores)
         if world.main and not config.quiet and len(paths) > 1:
-            counts = self.store.meta["source"].iloc[self.train_rows].value_counts()
+            counts = np.bincount(self.train_part, minlength=len(paths))
+            share = self.shares if self.shares is not None else counts / counts.sum()
+            names = ["/".join(sorted(set(s.meta["source"]))) for s in stores]
             print(f"training on {len(self.train_rows)} ECGs of {len(paths)} sources: "
-                  + ", ".join(f"{k} {v}" for k, v in counts.items()), flush=True)
+                  + ", ".join(f"{name} {k} ({100 * w:.0f} % of each epoch)"
+                              for name, k, w in zip(names, counts, share)), flush=True)
         self.text_table, self.report_index = self._embed_reports()
         self.settings = store_settings(self.store)
 
@@ -281,6 +288,22 @@ class _Run:
                              f"one batch of {self.c.batch_size}")
         return rows
 
+    def _sources(self, stores: list) -> tuple:
+        """The source of each training row, and the sources' shares of an epoch (None: each
+        ECG once, where no --data value has a weight)."""
+        ends = np.cumsum([len(s) for s in stores])
+        part = np.searchsorted(ends, self.train_rows, side="right")
+        weights = [spec.weight for spec in self.specs]
+        if all(w is None for w in weights):
+            return part, None
+        sizes = np.bincount(part, minlength=len(stores))
+        share = shares(weights, sizes)
+        empty = [str(spec) for spec, k, w in zip(self.specs, sizes, share) if w > 0 and not k]
+        if empty:
+            raise ValueError(f"--data {empty[0]} has a share of the epochs but no training "
+                             f"ECG with a report")
+        return part, share
+
     def _embed_reports(self) -> tuple:
         """Each distinct report embedded once (rank 0 fills the cache, the others read it)."""
         from ..text import FrozenTextEncoder
@@ -298,8 +321,10 @@ class _Run:
     def _model(self) -> METSModel:
         torch.manual_seed(self.c.seed)
         e = self.encoder
-        model = METSModel(e.dim, self.c.embed_dim, self.settings, text=e.text_space,
-                          amp=self.c.amp)
+        # an encoder trained on lead subsets is told which leads are missing
+        encoder = {"lead_indicator": True} if self.c.aug_leads > 0 else None
+        model = METSModel(e.dim, self.c.embed_dim, self.settings, encoder=encoder,
+                          text=e.text_space, amp=self.c.amp)
         model.use_text_encoder(e)  # the trainer's own: no second copy of the language model
         return model.to(self.world.device)
 
@@ -338,8 +363,7 @@ class _Run:
         local = c.batch_size // world.size
         signals = self.store.signals
         for epoch in range(start + 1, c.epochs + 1):
-            order = self.train_rows[np.random.default_rng([c.seed, epoch]).permutation(
-                len(self.train_rows))]
+            order = epoch_order(self.train_rows, self.train_part, self.shares, c.seed, epoch)
             began, total_loss = time.perf_counter(), 0.0
             bar = _progress(steps_per_epoch, epoch, c.epochs, quiet=c.quiet or not world.main)
             model.train()
