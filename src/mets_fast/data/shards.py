@@ -39,8 +39,7 @@ import pandas as pd
 from ..atomic import atomic_file, commit_dir, fsync_dir, lock, write_text
 from .summary import check_leads, check_written, summarize
 from .preprocess import Settings, preprocess
-from .store import (check_meta, drop_pages, first_nonfinite, new_manifest, nonfinite_error,
-                    write_parts)
+from .store import check_meta, new_manifest, write_parts
 
 CHUNK = 256  # records read and preprocessed at a time within a shard
 SHARD_SIZE = 1024
@@ -89,6 +88,10 @@ def write_sharded(out: Path, source: ShardedSource, settings: Settings, *, worke
     if shard_size < 1:
         raise ValueError(f"shard size must be at least 1, got {shard_size}")
     work = out.with_name(f".{out.name}.partial")
+    if out.exists() and not overwrite and not (work / "plan.json").is_file():
+        if resume:
+            return {"written": None}
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     work.mkdir(parents=True, exist_ok=True)
     held = lock(work, f"preparing {out}")
     try:
@@ -109,11 +112,6 @@ def write_sharded(out: Path, source: ShardedSource, settings: Settings, *, worke
                                       f"--resume to continue it or --overwrite to start over")
             elif not (resume and same):
                 _clear(work)
-        elif out.exists() and resume and not overwrite:
-            shutil.rmtree(work)
-            return {"written": None}
-        elif out.exists() and not overwrite:
-            raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
         if not (work / "plan.json").is_file():
             (work / "shards").mkdir(exist_ok=True)
             write_text(work / "plan.json", json.dumps(plan))
@@ -225,29 +223,41 @@ def _one_thread() -> None:
 
 def prepare_shard(shard: _Shard) -> int:
     """Worker: reads, preprocesses and writes one shard (its kept rows to ``NNNNNN.rows``,
-    then its index ``NNNNNN.npz``, the commit); returns its number of records."""
+    then its index ``NNNNNN.npz``, the commit); returns its number of records.  A record
+    whose preprocessed signal holds NaN or inf (beyond +-65504 in a float16 store) is skipped
+    with that reason, as an unreadable one is: one record must not stop a corpus."""
     settings, folder = shard.settings, Path(shard.folder)
     kept, masks, lengths, errors = [], [], [], []
-    rows_path = folder / f"{shard.index:06d}.rows"
-    with open(rows_path, "wb") as rows:
+    with open(folder / f"{shard.index:06d}.rows", "wb") as rows:
         for a in range(0, len(shard.records), CHUNK):
             batch = []
             for k, path in enumerate(shard.records[a:a + CHUNK], start=a):
                 fitted = shard.read((path, settings.fs, settings.leads, settings.samples))
                 if fitted.error is not None:
                     errors.append((k, fitted.error))
+                else:
+                    batch.append((k, fitted))
+            if not batch:
+                continue
+            x = preprocess(np.stack([f.signal for _, f in batch]), settings,
+                           lengths=np.array([f.length for _, f in batch]))
+            with np.errstate(over="ignore"):  # an overflow is found and reported below
+                x = np.ascontiguousarray(x, dtype=settings.dtype)
+            finite = np.isfinite(x).reshape(len(x), -1).all(1)
+            for (k, fitted), ok in zip(batch, finite):
+                if not ok:
+                    errors.append((k, f"ValueError: holds NaN or inf after preprocessing "
+                                      f"(beyond +-65504 in {settings.dtype}: rescale it, or "
+                                      f"store float32)"))
                     continue
-                batch.append(fitted)
                 kept.append(k)
                 masks.append(np.ones(len(settings.leads), bool) if fitted.mask is None
                              else fitted.mask)
                 lengths.append(fitted.length)
-            if batch:
-                x = preprocess(np.stack([f.signal for f in batch]), settings,
-                               lengths=np.array([f.length for f in batch]))
-                rows.write(np.ascontiguousarray(x, dtype=settings.dtype).tobytes())
+            rows.write(x[finite].tobytes())
         rows.flush()
         os.fsync(rows.fileno())
+    errors.sort()
     with atomic_file(folder / f"{shard.index:06d}.npz", suffix=".npz") as tmp:
         np.savez(tmp, kept=np.array(kept, np.int64),
                  mask=np.array(masks, bool).reshape(len(kept), len(settings.leads)),
@@ -275,13 +285,8 @@ def _finish(work: Path, out: Path, source: ShardedSource, settings: Settings,
     check_leads(settings.leads, mask, required_leads)
     meta = check_meta(source.meta.iloc[kept], len(kept))
     store = work / "store"
-    signals = _append_shards(work, store, n_shards, (len(kept), len(settings.leads),
-                                                     settings.samples), settings.dtype)
-    row = first_nonfinite(signals, len(kept))
-    drop_pages(signals, 0, len(kept))
-    del signals
-    if row is not None:
-        raise nonfinite_error(row, meta["id"].iloc[row], settings.dtype)
+    _append_shards(work, store, n_shards, (len(kept), len(settings.leads), settings.samples),
+                   settings.dtype)
     manifest = new_manifest(len(kept), settings.leads, settings.samples, settings.fs,
                             settings.dtype, {**settings.as_dict(), **source.extra})
     write_parts(store, manifest, meta, mask)
@@ -293,11 +298,9 @@ def _finish(work: Path, out: Path, source: ShardedSource, settings: Settings,
     return summary
 
 
-def _append_shards(work: Path, store: Path, n_shards: int, shape: tuple,
-                   dtype: str) -> np.ndarray:
-    """The store's ``signals.npy``, the shards' rows appended in order after its header; a
-    progress file (``appended.json``: shards and bytes in) makes a killed append resumable.
-    Returns the file memory-mapped."""
+def _append_shards(work: Path, store: Path, n_shards: int, shape: tuple, dtype: str) -> None:
+    """The store's ``signals.npy``: the shards' rows appended in order after its header; a
+    progress file (``appended.json``: shards and bytes in) makes a killed append resumable."""
     store.mkdir(exist_ok=True)
     target = store / "signals.npy"
     progress = work / "appended.json"
@@ -324,7 +327,6 @@ def _append_shards(work: Path, store: Path, n_shards: int, shape: tuple,
             write_text(progress, json.dumps(state))
             rows.unlink()
     fsync_dir(work / "shards")
-    return np.load(target, mmap_mode="r")
 
 
 def _npy_header(shape: tuple, dtype: str) -> bytes:

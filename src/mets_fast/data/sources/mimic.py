@@ -40,29 +40,34 @@ MEASUREMENTS = ("rr_interval", "p_onset", "p_end", "qrs_onset", "qrs_end", "t_en
 
 def read_tables(root: str | Path) -> pd.DataFrame:
     """``record_list.csv`` joined with ``machine_measurements.csv`` on ``study_id``: one row
-    per study with its record path, patient, report lines and measurements.  A missing table
-    or column is a ValueError naming the file and what it lacks."""
+    per study with its record path, patient, report lines and measurements (only those columns
+    are read: the tables of 800,035 studies hold many more).  A missing table or column is a
+    ValueError naming the file and what it lacks."""
     root = Path(root)
-    records = _csv(root / "record_list.csv", ("subject_id", "study_id", "path"))
-    measured = _csv(root / "machine_measurements.csv", ("study_id",))
-    lines = [c for c in REPORT_COLUMNS if c in measured]
-    if not lines:
+    records = _csv(root / "record_list.csv", ("subject_id", "study_id", "path"), ("ecg_time",))
+    measured = _csv(root / "machine_measurements.csv", ("study_id",),
+                    (*REPORT_COLUMNS, *MEASUREMENTS))
+    if not any(c in measured for c in REPORT_COLUMNS):
         raise ValueError(f"{root / 'machine_measurements.csv'} has no report_0 ... report_17 "
-                         f"column (columns: {list(measured.columns)[:10]})")
-    keep = ["study_id", *lines, *[c for c in MEASUREMENTS if c in measured]]
-    return records.merge(measured[keep], on="study_id", how="left", validate="one_to_one")
+                         f"column (columns: {_columns(root / 'machine_measurements.csv')})")
+    return records.merge(measured, on="study_id", how="left", validate="one_to_one")
 
 
-def _csv(path: Path, needed: tuple) -> pd.DataFrame:
+def _csv(path: Path, needed: tuple, wanted: tuple = ()) -> pd.DataFrame:
+    """The `needed` and, where present, the `wanted` columns of a table."""
     if not path.is_file():
         raise FileNotFoundError(f"MIMIC-IV-ECG table not found: {path}")
-    table = pd.read_csv(path, dtype={"subject_id": str, "study_id": str, "path": str},
-                        low_memory=False)
-    missing = [c for c in needed if c not in table]
+    columns = set(pd.read_csv(path, nrows=0).columns)
+    missing = [c for c in needed if c not in columns]
     if missing:
-        raise ValueError(f"{path} lacks the column(s) {missing} (columns: "
-                         f"{list(table.columns)[:10]})")
-    return table
+        raise ValueError(f"{path} lacks the column(s) {missing} (columns: {_columns(path)})")
+    return pd.read_csv(path, usecols=[c for c in (*needed, *wanted) if c in columns],
+                       dtype={"subject_id": str, "study_id": str, "path": str},
+                       low_memory=False)
+
+
+def _columns(path: Path) -> list:
+    return list(pd.read_csv(path, nrows=0).columns)[:10]
 
 
 def measurements(table: pd.DataFrame) -> dict:
