@@ -9,10 +9,11 @@ committed when its rows are on disk and its index (which records it kept, their 
 real lengths, why the others were skipped) has been renamed into place; a process killed at any
 moment loses at most the shards it was writing, and ``resume=True`` prepares only those.
 
-When every shard is committed, their rows are appended in order to the store's
-``signals.npy`` (by the kernel, ``os.copy_file_range``: no copy through this process's memory),
-each shard file deleted once the progress file says it is in; the metadata is the source's
-columns at the kept rows.  The store is then renamed into place and the work folder removed.  The
+As shards are committed, their rows are appended in order to the store's ``signals.npy`` (by
+the kernel, ``os.copy_file_range``: no copy through this process's memory), while the others are
+still being prepared, each shard file deleted once the progress file says it is in (so the disk
+holds the store and a few shards, never the corpus twice).  At the end the metadata is the
+source's columns at the kept rows, the store is renamed into place and the work folder removed.  The
 result is the same, byte for byte (signals, metadata, lead mask), whatever ``workers`` and
 however often the run was killed and resumed.
 
@@ -39,7 +40,7 @@ import pandas as pd
 from ..atomic import atomic_file, commit_dir, fsync_dir, lock, write_text
 from .summary import check_leads, check_written, summarize
 from .preprocess import Settings, preprocess
-from .store import check_meta, new_manifest, write_parts
+from .store import check_meta, cut_npy, new_manifest, write_parts
 
 CHUNK = 256  # records read and preprocessed at a time within a shard
 SHARD_SIZE = 1024
@@ -116,8 +117,13 @@ def write_sharded(out: Path, source: ShardedSource, settings: Settings, *, worke
             (work / "shards").mkdir(exist_ok=True)
             write_text(work / "plan.json", json.dumps(plan))
         try:
-            _prepare_shards(work, source, settings, workers, shard_size, quiet, out.name)
-            summary = _finish(work, out, source, settings, shard_size, required_leads)
+            n_shards = -(-len(source.records) // shard_size)
+            appender = _Appender(work, n_shards, (len(source.records), len(settings.leads),
+                                                  settings.samples), settings.dtype)
+            _prepare_shards(work, source, settings, workers, shard_size, quiet, out.name,
+                            appender)
+            summary = _finish(work, out, source, settings, shard_size, required_leads,
+                              appender)
         except ValueError:
             shutil.rmtree(work, ignore_errors=True)
             raise
@@ -154,7 +160,7 @@ def _rows_file(work: Path, s: int) -> Path:
 
 
 def _prepare_shards(work: Path, source: ShardedSource, settings: Settings, workers: int,
-                    shard_size: int, quiet: bool, name: str) -> None:
+                    shard_size: int, quiet: bool, name: str, appender: "_Appender") -> None:
     from tqdm import tqdm
 
     n = len(source.records)
@@ -168,14 +174,16 @@ def _prepare_shards(work: Path, source: ShardedSource, settings: Settings, worke
         if workers <= 1 or len(shards) <= 1:
             for shard in shards:
                 bar.update(prepare_shard(shard))
+                appender.catch_up()
         else:
-            _in_parallel(shards, min(workers, len(shards)), bar)
+            _in_parallel(shards, min(workers, len(shards)), bar, appender)
 
 
-def _in_parallel(shards: list, workers: int, bar) -> None:
+def _in_parallel(shards: list, workers: int, bar, appender: "_Appender") -> None:
     """`shards` prepared by this process and ``workers - 1`` spawned ones, each taking the
     next shard when it is done with one (this process works from the start, while the others
-    start up and import; a feeding thread hands the spawned ones their shards)."""
+    start up and import; a feeding thread hands the spawned ones their shards and appends the
+    committed ones to the store, its disk writes overlapping the work)."""
     from ..threads import numeric_threads
 
     queue, lock, failed = iter(shards), threading.Lock(), threading.Event()
@@ -196,6 +204,7 @@ def _in_parallel(shards: list, workers: int, bar) -> None:
                     failed.set()
                     continue
                 bar.update(future.result())
+                appender.catch_up()
                 shard = take()
                 if shard is not None:
                     running.add(pool.submit(prepare_shard, shard))
@@ -207,7 +216,7 @@ def _in_parallel(shards: list, workers: int, bar) -> None:
             fed = feeder.submit(feed, pool)
             try:
                 with numeric_threads(1):  # one core of the `workers`, as each spawned one
-                    for shard in iter(take, None):
+                    for shard in iter(take, None):  # (the feeder appends: this one works)
                         bar.update(prepare_shard(shard))
             finally:
                 failed.set()  # whatever ended this loop, no more shards are handed out
@@ -268,10 +277,10 @@ def prepare_shard(shard: _Shard) -> int:
 
 
 def _finish(work: Path, out: Path, source: ShardedSource, settings: Settings,
-            shard_size: int, required_leads) -> dict:
-    """Appends the committed shards' rows into the store, writes its metadata, mask and
+            shard_size: int, required_leads, appender: "_Appender") -> dict:
+    """Appends what is left of the shards' rows into the store, writes its metadata, mask and
     manifest, and renames it into place."""
-    n_shards = -(-len(source.records) // shard_size)
+    n_shards = appender.n_shards
     kept, masks, lengths, skipped = [], [], [], list(source.skipped)
     for s in range(n_shards):
         with np.load(_index_file(work, s)) as index:
@@ -284,9 +293,7 @@ def _finish(work: Path, out: Path, source: ShardedSource, settings: Settings,
     check_written(out, len(kept), skipped)
     check_leads(settings.leads, mask, required_leads)
     meta = check_meta(source.meta.iloc[kept], len(kept))
-    store = work / "store"
-    _append_shards(work, store, n_shards, (len(kept), len(settings.leads), settings.samples),
-                   settings.dtype)
+    store = appender.finish(len(kept))
     manifest = new_manifest(len(kept), settings.leads, settings.samples, settings.fs,
                             settings.dtype, {**settings.as_dict(), **source.extra})
     write_parts(store, manifest, meta, mask)
@@ -298,35 +305,55 @@ def _finish(work: Path, out: Path, source: ShardedSource, settings: Settings,
     return summary
 
 
-def _append_shards(work: Path, store: Path, n_shards: int, shape: tuple, dtype: str) -> None:
-    """The store's ``signals.npy``: the shards' rows appended in order after its header; a
-    progress file (``appended.json``: shards and bytes in) makes a killed append resumable."""
-    store.mkdir(exist_ok=True)
-    target = store / "signals.npy"
-    progress = work / "appended.json"
-    if progress.is_file():
-        state = json.loads(progress.read_text())
-    else:
-        header = _npy_header(shape, dtype)
-        with atomic_file(target) as tmp:
-            tmp.write_bytes(header)
-        state = {"shards": 0, "bytes": len(header)}
-        write_text(progress, json.dumps(state))
-    with open(target, "r+b") as dest:
-        dest.truncate(state["bytes"])
-        for s in range(n_shards):
-            rows = _rows_file(work, s)
-            if s < state["shards"]:
-                rows.unlink(missing_ok=True)
-                continue
-            with open(rows, "rb") as src:
-                size = os.fstat(src.fileno()).st_size
-                _copy(src.fileno(), dest.fileno(), size, state["bytes"])
-            os.fsync(dest.fileno())
-            state = {"shards": s + 1, "bytes": state["bytes"] + size}
-            write_text(progress, json.dumps(state))
-            rows.unlink()
-    fsync_dir(work / "shards")
+class _Appender:
+    """The store's ``signals.npy`` in the making: the committed shards' rows appended in
+    order as they come in (so the writing overlaps the preparation), each shard file deleted
+    once ``appended.json`` (shards and bytes in) records it; a killed run resumes from there.
+    Its header claims every record until :meth:`finish` cuts it to those kept."""
+
+    def __init__(self, work: Path, n_shards: int, most: tuple, dtype: str):
+        self.work, self.n_shards = work, n_shards
+        self.store = work / "store"
+        self.store.mkdir(exist_ok=True)
+        self.target, self.progress = self.store / "signals.npy", work / "appended.json"
+        if self.progress.is_file():
+            self.state = json.loads(self.progress.read_text())
+        else:
+            header = _npy_header(most, dtype)
+            with atomic_file(self.target) as tmp:
+                tmp.write_bytes(header)
+            self.state = {"shards": 0, "bytes": len(header)}
+            write_text(self.progress, json.dumps(self.state))
+        with open(self.target, "r+b") as dest:
+            dest.truncate(self.state["bytes"])  # what a killed append left past its record
+        for s in range(self.state["shards"]):
+            _rows_file(work, s).unlink(missing_ok=True)
+        self._lock = threading.Lock()
+
+    def catch_up(self) -> None:
+        """Appends every committed shard that follows the last one in."""
+        with self._lock, open(self.target, "r+b") as dest:
+            while self.state["shards"] < self.n_shards and \
+                    _index_file(self.work, self.state["shards"]).is_file():
+                s = self.state["shards"]
+                rows = _rows_file(self.work, s)
+                with open(rows, "rb") as src:
+                    size = os.fstat(src.fileno()).st_size
+                    _copy(src.fileno(), dest.fileno(), size, self.state["bytes"])
+                os.fsync(dest.fileno())
+                self.state = {"shards": s + 1, "bytes": self.state["bytes"] + size}
+                write_text(self.progress, json.dumps(self.state))
+                rows.unlink()
+
+    def finish(self, n: int) -> Path:
+        """The folder of the store, its signals holding all the `n` rows kept."""
+        self.catch_up()
+        if self.state["shards"] != self.n_shards:
+            raise RuntimeError(f"{self.n_shards - self.state['shards']} shard(s) of "
+                               f"{self.work} were never committed")
+        cut_npy(self.target, n)
+        fsync_dir(self.work / "shards")
+        return self.store
 
 
 def _npy_header(shape: tuple, dtype: str) -> bytes:

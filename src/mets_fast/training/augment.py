@@ -14,27 +14,22 @@ standard deviation.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections import namedtuple
 
 import numpy as np
 
+from .presets import Preset
 
-class Augment(NamedTuple):
-    """Strengths, each 0 for off: ``scale``, the standard deviation of the logarithm of a
-    random gain per lead; ``noise``, of white noise; ``powerline``, the amplitude of a
-    power-line sinusoid (50 or 60 Hz, as a device sampling at the store's rate records it);
-    ``wander``, the amplitude of a baseline wander of 0.05-0.5 Hz; ``shift``, the longest time
-    shift in seconds (what is shifted in is zeros, as the padding of a short record);
-    ``leads``, the probability that an ECG keeps only a random subset of its leads (how many:
-    uniform from one to all it has; which: uniform), the others made missing (zeros), as a
-    handheld or a 3-lead monitor records."""
 
-    scale: float = 0.0
-    noise: float = 0.0
-    powerline: float = 0.0
-    wander: float = 0.0
-    shift: float = 0.0
-    leads: float = 0.0
+# the strengths are the presets' aug_* settings, which say what each means
+_NAMES = tuple(f.removeprefix("aug_") for f in Preset._fields if f.startswith("aug_"))
+
+
+class Augment(namedtuple("Strengths", _NAMES, defaults=(0.0,) * len(_NAMES))):
+    """The strengths of the augmentations, each 0 for off (see
+    :class:`~mets_fast.training.presets.Preset`'s ``aug_*``): ``Augment(noise=0.05)``."""
+
+    __slots__ = ()
 
     @property
     def active(self) -> bool:

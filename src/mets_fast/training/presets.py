@@ -15,8 +15,16 @@ class Preset(NamedTuple):
     ``amp`` (bfloat16 autocast), ``corpus_size`` (ECGs of the synthetic corpus),
     ``negatives`` (``"all"``: every other pair of the batch is a negative, as CLIP and METS;
     ``"distinct-reports"``: pairs of the same report are not, see ``loss.contrastive_loss``),
-    and the strengths of the batch augmentations, ``aug_scale`` ... ``aug_shift`` (0: off; see
-    :class:`~mets_fast.training.augment.Augment`)."""
+    and the strengths of the batch augmentations (:mod:`~mets_fast.training.augment`), each 0
+    for off: ``aug_scale``, the standard deviation of the logarithm of a random gain per lead;
+    ``aug_noise``, of white noise; ``aug_powerline``, the amplitude of a power-line sinusoid
+    (50 or 60 Hz, as a device sampling at the store's rate records it); ``aug_wander``, the
+    amplitude of a baseline wander of 0.05-0.5 Hz; ``aug_shift``, the longest time shift in
+    seconds (what is shifted in is zeros, as the padding of a short record); ``aug_leads``, the
+    probability that an ECG keeps only a random subset of its leads (how many: uniform from one
+    to all it has; which: uniform), the others made missing (zeros), as a handheld or a 3-lead
+    monitor records.  Amplitudes are in the store's units (one lead standard deviation with the
+    default normalisation)."""
 
     epochs: int
     batch_size: int
