@@ -60,12 +60,14 @@ def augment(x: np.ndarray, mask: np.ndarray | None, fs: float, strengths: Augmen
 
     `mask` ``(batch, leads)`` bool: the leads each ECG really has (None: all); the others stay
     zeros, as do those the lead subsets drop (an encoder built with ``lead_indicator`` sees
-    them as missing).  `fs`: the signals' rate in Hz.  The draws are made in a fixed order, each for the
-    whole batch, so the same `rng` state gives the same result."""
+    them as missing).  `fs`: the signals' rate in Hz.  The draws are made in a fixed order,
+    each for the whole batch, so the same `rng` state gives the same result.  A sinusoid of
+    one frequency per ECG and a phase per lead is built from the ECG's sine and cosine
+    (``sin(wt + p) = sin(wt) cos p + cos(wt) sin p``): two waves an ECG, not one a lead."""
     x = np.array(x, dtype=np.float32)
     n, leads, samples = x.shape
     present = np.ones((n, leads), bool) if mask is None else np.array(mask, bool)
-    t = np.arange(samples, dtype=np.float64) / fs
+    t = np.arange(samples) / fs
     if strengths.leads > 0:
         present &= _lead_subsets(present, strengths.leads, rng)
     if strengths.shift > 0:
@@ -73,24 +75,32 @@ def augment(x: np.ndarray, mask: np.ndarray | None, fs: float, strengths: Augmen
         x = _shift(x, rng.integers(-most, most + 1, size=n))
     if strengths.scale > 0:
         x *= np.exp(rng.normal(0.0, strengths.scale, size=(n, leads, 1))).astype(np.float32)
-    added = np.zeros_like(x)
     if strengths.noise > 0:
-        added += rng.normal(0.0, strengths.noise, size=x.shape).astype(np.float32)
+        x += strengths.noise * rng.standard_normal(x.shape, dtype=np.float32)
     if strengths.powerline > 0:
         mains = np.where(rng.random(n) < 0.5, 50.0, 60.0)
         seen = np.abs(mains - fs * np.round(mains / fs))  # the alias a device at fs records
         phase = rng.uniform(0, 2 * np.pi, size=(n, leads))
         amplitude = rng.uniform(0, strengths.powerline, size=(n, 1))
-        added += (amplitude[:, :, None] * np.sin(2 * np.pi * seen[:, None, None] * t
-                                                   + phase[:, :, None])).astype(np.float32)
+        x += _sinusoids(seen, phase, amplitude, t)
     if strengths.wander > 0:
-        freq = rng.uniform(0.05, 0.5, size=(n, 1, 1))
-        phase = rng.uniform(0, 2 * np.pi, size=(n, leads, 1))
-        amplitude = rng.uniform(0, strengths.wander, size=(n, leads, 1))
-        added += (amplitude * np.sin(2 * np.pi * freq * t + phase)).astype(np.float32)
-    x += added
+        freq = rng.uniform(0.05, 0.5, size=n)
+        phase = rng.uniform(0, 2 * np.pi, size=(n, leads))
+        amplitude = rng.uniform(0, strengths.wander, size=(n, leads))
+        x += _sinusoids(freq, phase, amplitude, t)
     x[~present] = 0.0
     return x
+
+
+def _sinusoids(freq: np.ndarray, phase: np.ndarray, amplitude: np.ndarray,
+               t: np.ndarray) -> np.ndarray:
+    """``amplitude * sin(2 pi freq t + phase)`` as float32 ``(n, leads, samples)``: `freq`
+    ``(n,)`` Hz, `phase` ``(n, leads)``, `amplitude` broadcasting to ``(n, leads)``."""
+    wt = 2 * np.pi * freq[:, None] * t
+    sin, cos = np.sin(wt).astype(np.float32), np.cos(wt).astype(np.float32)
+    a = np.broadcast_to(amplitude, phase.shape)
+    return ((a * np.cos(phase)).astype(np.float32)[:, :, None] * sin[:, None, :]
+            + (a * np.sin(phase)).astype(np.float32)[:, :, None] * cos[:, None, :])
 
 
 def _lead_subsets(present: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
@@ -107,10 +117,11 @@ def _lead_subsets(present: np.ndarray, p: float, rng: np.random.Generator) -> np
 
 def _shift(x: np.ndarray, by: np.ndarray) -> np.ndarray:
     """Each ECG of `x` moved `by` samples later (earlier where negative), zeros shifted in."""
+    out = np.zeros_like(x)
     samples = x.shape[-1]
-    source = np.arange(samples)[None, :] - by[:, None]
-    inside = (source >= 0) & (source < samples)
-    out = np.take_along_axis(x, np.clip(source, 0, samples - 1)[:, None, :].repeat(
-        x.shape[1], axis=1), axis=-1)
-    out *= inside[:, None, :]
+    for i, k in enumerate(np.clip(by, -samples, samples)):
+        if k >= 0:
+            out[i, :, k:] = x[i, :, :samples - k]
+        else:
+            out[i, :, :k] = x[i, :, -k:]
     return out
