@@ -259,27 +259,7 @@ def check_meta(meta: pd.DataFrame, n: int) -> pd.DataFrame:
     return meta.reset_index(drop=True)
 
 
-def first_nonfinite(signals: np.ndarray, n: int) -> int | None:
-    """The first of rows ``[0, n)`` of a memory-mapped `signals` holding NaN or inf (float16
-    stores inf for what exceeds 65504), or None.  Reads the rows in blocks and drops each
-    block's pages after it (the check would otherwise map the whole store into memory)."""
-    rows = max(1, (1 << 18) // max(1, signals[0].size if n else 1))  # 256 Ki values a block
-    for start in range(0, n, rows):
-        block = signals[start:min(n, start + rows)]
-        finite = np.isfinite(block).reshape(len(block), -1).all(1)
-        drop_pages(signals, start, start + len(block))
-        if not finite.all():
-            return start + int(np.flatnonzero(~finite)[0])
-    return None
-
-
-def nonfinite_error(row: int, ecg, dtype: str) -> ValueError:
-    return ValueError(f"signals row {row} (ECG {ecg!r}) holds NaN or inf; in a {dtype} store "
-                      f"that is also a value beyond its range (+-65504 for float16): clean or "
-                      f"rescale it, or store float32")
-
-
-def drop_pages(signals: np.ndarray, start: int, stop: int) -> None:
+def _drop_pages(signals: np.ndarray, start: int, stop: int) -> None:
     """Unmaps the whole pages of rows ``[start, stop)`` of a memory-mapped array from this
     process (written or only read, they stay in the page cache; the next access maps them
     again), so that reading or writing a store of any size keeps resident memory flat."""
@@ -355,7 +335,7 @@ class StoreWriter:
         process's memory (they stay in the page cache), so that writing a store of any size
         keeps the writer's resident memory flat."""
         self.signals.flush()
-        drop_pages(self.signals, 0, stop)
+        _drop_pages(self.signals, 0, stop)
 
     def shrink(self, n: int) -> None:
         """Keep only the first `n` ECGs (when some inputs were skipped after the store was
@@ -390,11 +370,23 @@ class StoreWriter:
         commit_dir(self._tmp, self.path)
 
     def _check_values(self) -> None:
-        row = first_nonfinite(self.signals, self.manifest["n"])
-        if row is not None:
-            ecg = self._meta["id"].iloc[row]
-            self.abort()
-            raise nonfinite_error(row, ecg, self.manifest["dtype"])
+        """Refuses signals holding NaN or inf (float16 stores inf for what exceeds 65504).
+        Reads the rows in blocks and drops each block's pages after it (the check would
+        otherwise map the whole store into the writer's memory)."""
+        n = self.manifest["n"]
+        rows = max(1, (1 << 18) // max(1, self.signals[0].size if n else 1))  # 256 Ki values
+        for start in range(0, n, rows):
+            block = self.signals[start:min(n, start + rows)]
+            finite = np.isfinite(block).reshape(len(block), -1).all(1)
+            _drop_pages(self.signals, start, start + len(block))
+            if not finite.all():
+                row = start + int(np.flatnonzero(~finite)[0])
+                ecg = self._meta["id"].iloc[row]
+                self.abort()
+                raise ValueError(
+                    f"signals row {row} (ECG {ecg!r}) holds NaN or inf; in a "
+                    f"{self.manifest['dtype']} store that is also a value beyond its range "
+                    f"(+-65504 for float16): clean or rescale it, or store float32")
 
     def abort(self) -> None:
         self.__dict__.pop("signals", None)

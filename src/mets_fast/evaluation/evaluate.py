@@ -102,19 +102,20 @@ def evaluate(model, data: str | DataSpec | ECGStore, *, protocol: str = "zerosho
                              "pass a --data value for the linear probe")
         check_compatible(data, model.settings)
         split = split or default_split(data)
-        meta, signals, retrieval = data.meta, data.signals, {}
-        if sample is not None:
+        meta, retrieval = data.meta, {}
+        if sample is None:
+            signals = with_leads(data.signals, model.settings, leads)
+        else:
             rows = data.split(split)
             if len(rows) > sample:
                 rows = np.sort(np.random.default_rng(seed).choice(rows, sample, replace=False))
-            meta, signals = data.meta.iloc[rows].reset_index(drop=True), data.signals[rows]
+            meta = data.meta.iloc[rows].reset_index(drop=True)
+            signals = with_leads(data.signals[rows], model.settings, leads)
             picked = reported(signals, meta["report_clean"], seed)
             if len(picked.reports):
-                retrieval[split] = report_retrieval(
-                    model, with_leads(picked.ecgs, model.settings, leads), picked.reports)
+                retrieval[split] = report_retrieval(model, picked.ecgs, picked.reports)
         sets = evaluation_sets(meta, split=split, per_class=per_class or 200, seed=seed,
                                tasks=tasks)
-        signals = with_leads(signals, model.settings, leads)
         return ZeroShotReport(score_sets(model, signals, sets), {}, retrieval, [])
     spec = parse_data(data) if isinstance(data, str) else data
     run_dir = run_dir if run_dir is not None else getattr(model, "run_dir", None)

@@ -92,11 +92,12 @@ def resolve(data: str | list | None = "synthetic", preset: str = "default",
     values = data_list("synthetic" if data is None else data)
     if not values:
         raise ValueError("--data: give at least one source")
-    named = [str(parse_data(d, weighted=True)) for d in values]
+    specs = [parse_data(d, weighted=True) for d in values]
+    named = [str(spec) for spec in specs]
     twice = sorted({v for v in named if named.count(v) > 1})
     if twice:
         raise ValueError(f"--data names {twice[0]!r} twice")
-    kinds = {parse_data(d, weighted=True).kind for d in values}
+    kinds = {spec.kind for spec in specs}
     kind = kinds.pop() if len(kinds) == 1 else "mixed"
     data = values[0] if len(values) == 1 else values
     values = preset_for(preset, kind)._asdict()
