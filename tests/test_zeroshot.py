@@ -299,6 +299,46 @@ def test_reduced_leads_are_the_zeros_preprocess_gives_a_recording_without_them(m
         with_leads(stored, DEFAULT_SETTINGS._replace(normalize="record"), ["I"])
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_any_one_to_twelve_leads_score_as_the_stored_ecg_with_only_those(make_ecg, seed):
+    """The inference path (model.preprocess of a recording with some leads, in any order and
+    spelling, then the classifier) gives what the evaluation scores for the same leads of a
+    stored 12-lead ECG, for every count from 1 to 12, on a model told which leads are missing
+    (trained with lead subsets)."""
+    import warnings
+
+    from mets_fast.data.preprocess import DEFAULT_SETTINGS
+    from mets_fast.evaluation.datasets import with_leads
+
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    model = METSModel(FakeText.dim, 4, DEFAULT_SETTINGS,
+                      encoder={"widths": (4, 4, 8, 8), "lead_indicator": True}).eval()
+    model.use_text_encoder(FakeText())
+    classifier = ZeroShotClassifier(model, ["sinus rhythm", "atrial fibrillation"],
+                                    kind="rhythm")
+    x, _ = make_ecg(360, seconds=12, seed=seed)
+    names = list(DEFAULT_SETTINGS.leads)
+    twelve = np.stack([np.roll(x, 7 * k) * (0.5 + 0.1 * k) for k in range(12)])
+    stored = model.preprocess(twelve, 360, names)[None]
+    full = classifier.predict_proba(stored)
+    seen = []
+    for count in range(1, 13):
+        pick = rng.permutation(12)[:count]
+        spelt = [names[k].lower() if rng.random() < 0.5 else names[k] for k in pick]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the missing leads are named in a warning
+            alone = model.preprocess(twelve[pick], 360, spelt)
+        subset = with_leads(stored, DEFAULT_SETTINGS, [names[k] for k in pick])
+        np.testing.assert_array_equal(alone, subset[[0]][0])
+        proba = classifier.predict_proba(alone[None])
+        np.testing.assert_allclose(proba, classifier.predict_proba(subset), atol=1e-6)
+        assert np.isfinite(proba).all() and np.allclose(proba.sum(1), 1, atol=1e-5)
+        seen.append(proba)
+    np.testing.assert_allclose(seen[-1], full, atol=1e-6)
+    assert not np.allclose(seen[0], full)  # one lead is not twelve to the encoder
+
+
 def test_zeroshot_and_probe_with_reduced_leads(trained, capsys, tmp_path):
     from mets_fast.linear_probe import main as probe_main
 

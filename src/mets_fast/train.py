@@ -4,6 +4,7 @@ language model's report embeddings) and writes a run directory.
     python -m mets_fast.train                                   # the synthetic default
     python -m mets_fast.train --data mitbih:/data/mitdb          # MIT-BIH beat windows
     python -m mets_fast.train --preset paper --data store:stores/ptbxl --device cuda
+    python -m mets_fast.train --preset real --data synthetic --data ptbxl:/data/ptb-xl
     torchrun --nproc_per_node 2 -m mets_fast.train ...           # data-parallel
 
 With no arguments it trains on the embedded synthetic corpus (prepared once into the cache and
@@ -34,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
              "if wanted (synthetic@0.5: half of every epoch; the others share the rest by "
              "size)")
     add("--preset", choices=sorted(PRESETS), default="default",
-        help="default (sized to a 2-core CPU), paper (Li et al. 2023) or smoke (one short epoch)")
+        help="default (sized to a 2-core CPU), real (real data beside the synthetic corpus: "
+             "augmented, for new devices, patients and lead sets), paper (Li et al. 2023) or "
+             "smoke (one short epoch)")
     add("--epochs", type=int, help="passes over the training split")
     add("--batch-size", type=int, help="the global batch (split over torchrun's processes)")
     add("--lr", type=float, help="Adam's learning rate (peak of the schedule)")
@@ -60,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue the run in --out from its last checkpoint")
     add("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     add("--augment", action="store_true",
-        help="augment each batch with the real-data recipe's strengths (those --aug-* flags "
+        help="augment each batch with the strengths of --preset real (those --aug-* flags "
              "do not set): a gain per lead, noise, power line, baseline wander, a time "
              "shift, lead subsets")
     add("--aug-scale", type=float, help="spread of a log gain per lead (0: off; recipe 0.15)")

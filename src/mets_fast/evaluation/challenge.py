@@ -23,8 +23,8 @@ def challenge_zeroshot(model, spec: DataSpec, split: str | None = None,
     The Challenge metric needs yes/no outputs: a recording is given every class whose
     probability (softmax over the classes) is above the uniform ``1 / C`` - no threshold is
     tuned on the labels.  `leads`: only these leads (the others zeros).  Returns ``auroc`` (macro over the classes with positives and
-    negatives), ``per_class`` (abbreviation -> AUROC), ``classes``, ``n`` (recordings) and
-    ``challenge_score``."""
+    negatives), ``per_class`` (abbreviation -> AUROC), ``positives`` (abbreviation -> recordings
+    carrying it), ``classes``, ``n`` (recordings) and ``challenge_score``."""
     store = model_store(spec, model.settings, quiet=quiet)
     split = split or default_split(store)
     rows = np.arange(len(store)) if split == "all" else store.split(split)
@@ -46,8 +46,9 @@ def challenge_zeroshot(model, spec: DataSpec, split: str | None = None,
     outputs = softmax(per_record) >= 1.0 / len(classes)
     index = [labels.scored.index(c) for c in classes]
     result = multilabel_auroc(per_record, targets)
-    result["per_class"] = {labels.abbreviations.get(classes[k], classes[k]): value
-                           for k, value in result["per_class"].items()}
+    name = [labels.abbreviations.get(c, c) for c in classes]
+    result["per_class"] = {name[k]: value for k, value in result["per_class"].items()}
+    result["positives"] = dict(zip(name, targets.sum(0).tolist()))
     result["challenge_score"] = challenge_score(targets, outputs,
                                                 labels.weights[np.ix_(index, index)],
                                                 classes.index(NORMAL))

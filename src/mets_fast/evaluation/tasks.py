@@ -72,11 +72,14 @@ def evaluation_sets(meta, split: str = "val", per_class: int = 200, seed: int = 
                     tasks: Sequence[str] | None = None) -> dict:
     """The balanced single-label sets (:func:`~mets_fast.data.zero_shot_set`) of the tasks a
     store's metadata supports (by its ``source`` column, or the named `tasks`), on `split`.
-    Returns ``{task name: EvalSet}``; tasks with fewer than two classes present are left out."""
+    Returns ``{task name: EvalSet}``; tasks with fewer than two classes present are left out.
+    In a store of several sources, a source's task draws from that source's ECGs alone (the
+    synthetic corpus and PTB-XL share the ``superclass`` column, not its meaning)."""
     known = builtin_tasks()
+    sources = set(meta["source"]) if len(meta) and "source" in meta else set()
     if tasks is None:
-        sources = set(meta["source"]) if len(meta) else set()
         tasks = [t for s in sorted(sources) for t in TASKS_BY_SOURCE.get(s, ())]
+    owner = {t: s for s in sources for t in TASKS_BY_SOURCE.get(s, ())}
     out = {}
     for name in tasks:
         if name not in known:
@@ -85,7 +88,10 @@ def evaluation_sets(meta, split: str = "val", per_class: int = 200, seed: int = 
         if task.family not in meta:
             raise ValueError(f"task {name!r} needs the label column {task.family!r}, which the "
                              f"data lacks")
-        chosen = zero_shot_set(meta, name, per_class=per_class, seed=seed,
+        own = meta
+        if len(sources) > 1 and name in owner:
+            own = meta.assign(split=meta["split"].where(meta["source"] == owner[name]))
+        chosen = zero_shot_set(own, name, per_class=per_class, seed=seed,
                                classes=tuple(task.classes), family=task.family, split=split)
         if sum(k > 0 for k in chosen.counts.values()) < 2:
             continue

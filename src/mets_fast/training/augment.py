@@ -18,7 +18,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .presets import Preset
+from .presets import PRESETS, Preset
 
 
 # the strengths are the presets' aug_* settings, which say what each means
@@ -50,8 +50,8 @@ class Augment(namedtuple("Strengths", _NAMES, defaults=(0.0,) * len(_NAMES))):
 
 
 OFF = Augment()
-# The real-data recipe's strengths (--augment)
-RECIPE = Augment(scale=0.15, noise=0.05, powerline=0.05, wander=0.1, shift=1.0, leads=0.5)
+# The real-data recipe's strengths (--augment): those of --preset real
+RECIPE = Augment(**{name: getattr(PRESETS["real"], f"aug_{name}") for name in _NAMES})
 
 
 def augment(x: np.ndarray, mask: np.ndarray | None, fs: float, strengths: Augment,

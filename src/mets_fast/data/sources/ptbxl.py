@@ -136,8 +136,10 @@ def zero_shot_set(meta: pd.DataFrame, task: str, per_class: int = 200, seed: int
     if family not in meta:
         raise ValueError(f"meta has no label column {family!r}")
     in_split = (meta["split"] == split).to_numpy()
-    # the one label of each single-label ECG of the split (None for the others)
-    label = np.array([ls[0] if ok and len(ls) == 1 else None
+    # the one label of each single-label ECG of the split (None for the others; in stores of
+    # several sources, a source without this family has a missing value, not a list)
+    label = np.array([ls[0] if ok and isinstance(ls, (list, tuple, np.ndarray)) and len(ls) == 1
+                      else None
                       for ls, ok in zip(meta[family], in_split)], dtype=object)
     rng = np.random.default_rng(seed)
     rows, labels, counts = [], [], {}
