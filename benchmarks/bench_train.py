@@ -18,8 +18,9 @@ of each (``--quick`` leaves those out and measures batch 32 only).
 
 ``--loader`` measures the batch loader instead (issue 21), on a store of 20,000 ECGs (12 leads,
 10 s at 100 Hz, float16) in the page cache: the ECGs/s of the loader alone (no model; target
->= 20,000 on 2 cores) beside the plain gather it replaced, and a run of training steps fed by
-each, interleaved (target: the loader's steps are not slower).
+>= 20,000 on 2 cores) beside the plain gather it replaced and beside the loader applying
+``--preset real``'s augmentations (issue 22), and a run of training steps fed by each of the
+first two, interleaved (target: the loader's steps are not slower).
 
     python benchmarks/bench_train.py [--quick] [--loader]
 """
@@ -49,6 +50,7 @@ from mets_fast.data.preprocess import store_settings  # noqa: E402
 from mets_fast.loss import reference_contrastive_loss  # noqa: E402
 from mets_fast.model import METSModel  # noqa: E402
 from mets_fast.text import FrozenTextEncoder, pool  # noqa: E402
+from mets_fast.training.augment import RECIPE, augment  # noqa: E402
 from mets_fast.training.loader import BatchLoader, gather  # noqa: E402
 from mets_fast.training.trainer import report_embeddings, train_step  # noqa: E402
 
@@ -192,7 +194,19 @@ def bench_loader(quick: bool) -> dict:
             for _ in batches:
                 pass
 
-    alone = median_times({"plain gather": plain, "loader": loader}, 3 if quick else 5)
+    fs = store_settings(store).fs
+
+    def augmented():  # the loader with --preset real's augmentations, seeded as the trainer
+        def transform(k, ids, x):
+            return augment(x, None, fs, RECIPE, np.random.default_rng([0, 1, k, 0]))
+
+        with BatchLoader(signals, epoch_batches(n, batch, next(epochs)), cpu,
+                         transform) as batches:
+            for _ in batches:
+                pass
+
+    alone = median_times({"plain gather": plain, "loader": loader,
+                          "loader + augmentation": augmented}, 3 if quick else 5)
     rates = {k: n // batch * batch / v["wall_s"] for k, v in alone.items()}
     for k, v in rates.items():
         print(f"  {k}: {v:,.0f} ECGs/s", flush=True)
@@ -238,9 +252,12 @@ def report_loader(r: dict) -> None:
     print(f"\n## Loader: {r['ecgs']} ECGs (12 leads, 1000 samples, float16) in the page cache, "
           f"batch {r['batch']}, {r['threads']} threads\n")
     print(table(["feeding", "ECGs/s alone", f"{r['steps']} steps of {r['step_batch']} (s)"],
-                [[k, round(r["ecgs_per_s"][k]), r["fed"][k]["wall_s"]] for k in r["ecgs_per_s"]]))
+                [[k, round(r["ecgs_per_s"][k]), r["fed"][k]["wall_s"] if k in r["fed"] else "-"]
+                 for k in r["ecgs_per_s"]]))
     print(f"\n- loader alone: {rate:,.0f} ECGs/s (target >= 20,000) -> "
           f"{'met' if rate >= 20000 else 'NOT met'}")
+    print(f"- with --preset real's augmentations (all six, in the loader's thread): "
+          f"{r['ecgs_per_s']['loader + augmentation']:,.0f} ECGs/s")
     print(f"- training steps fed by the loader take {ratio:.3f}x the time of the plain gather "
           f"(target <= 1, within the 3 % the interleaved medians vary by) -> "
           f"{'met' if ratio <= 1.03 else 'NOT met'}")

@@ -8,6 +8,7 @@ subcommands.
     mets-fast index build --model RUN --store stores/ptbxl --out indexes/reports
     mets-fast retrieve --model RUN --index indexes/reports rec1 -k 5
     mets-fast embed --model RUN --store stores/ptbxl --out ecgs.npy
+    mets-fast serve --model RUN --index reports=indexes/reports
     mets-fast info                 # version and the kernels in use
 
 Each subcommand takes the arguments, and prints the ``--help``, of its module
@@ -29,6 +30,7 @@ COMMANDS = {
     "index": ("mets_fast.index", "index build: FAISS index of a model's report or ECG embeddings"),
     "retrieve": ("mets_fast.retrieve", "the reports or ECGs nearest to records or reports"),
     "embed": ("mets_fast.embed", "a model's embeddings of a store, reports or records to .npy"),
+    "serve": ("mets_fast.serve", "a model and its indexes over HTTP, with a page to try it"),
     "info": (None, "version and kernel back ends"),
 }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 import warnings
 import zlib
@@ -41,7 +42,8 @@ class EmbeddingCache:
     """Embeddings of one space: ``get(texts) -> {text: vector}`` and ``put({text: vector})``.
 
     The rows of the space are read once, on first use, into memory; later lookups are
-    dictionary lookups, and rows other processes added since are picked up on a miss.
+    dictionary lookups, and rows other processes added since are picked up on a miss.  Any
+    thread may use it (a server encodes prompts in its model thread), one at a time.
     """
 
     def __init__(self, directory: str | os.PathLike, space: str, dim: int):
@@ -49,13 +51,15 @@ class EmbeddingCache:
         self.space = space
         self.dim = int(dim)
         self._rows: dict | None = None
+        self._lock = threading.RLock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
         for attempt in range(2):
             try:
-                db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+                db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
+                                     check_same_thread=False)  # used under self._lock
                 db.execute("PRAGMA journal_mode=WAL")
                 # the table and the version of a new database are written in one transaction:
                 # a process reading between the two would take a fresh database for an old
@@ -111,6 +115,10 @@ class EmbeddingCache:
 
     def get(self, texts: Iterable[str]) -> dict:
         """The cached vectors among `texts` (read-only float32 arrays)."""
+        with self._lock:
+            return self._get(list(texts))
+
+    def _get(self, texts: list) -> dict:
         if self._rows is None:
             self._rows = self._load()
         found = {t: self._rows[t] for t in texts if t in self._rows}
@@ -140,10 +148,13 @@ class EmbeddingCache:
             if len(blob) != 4 * self.dim:
                 raise ValueError(f"vector of {len(blob) // 4} values for a cache of dim {self.dim}")
             rows.append((self.space, text, blob, _crc(text, blob)))
-        with self._transaction():
-            self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
-        if self._rows is not None:
-            self._rows.update({t: np.frombuffer(b, dtype=np.float32) for _, t, b, _ in rows})
+        with self._lock:
+            with self._transaction():
+                self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)",
+                                     rows)
+            if self._rows is not None:
+                self._rows.update({t: np.frombuffer(b, dtype=np.float32)
+                                   for _, t, b, _ in rows})
 
     def _transaction(self):
         db = self._db
@@ -158,8 +169,10 @@ class EmbeddingCache:
         return _Tx()
 
     def __len__(self) -> int:
-        return self._db.execute("SELECT count(*) FROM embeddings WHERE space = ?",
-                                (self.space,)).fetchone()[0]
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM embeddings WHERE space = ?",
+                                    (self.space,)).fetchone()[0]
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,385 @@
+"""The HTTP face of a :class:`~mets_fast.serving.service.Service`: a FastAPI app.
+
+    GET  /health          {"status": "ok", "model": id}  (no key needed)
+    GET  /v1/info         the model's preprocessing, the indexes, the built-in tasks
+    POST /v1/zeroshot     an ECG (or "ecgs") and classes or a task -> probabilities
+    POST /v1/retrieve     an ECG or a text, an index and k -> the nearest items
+    POST /v1/embed        an ECG or a text -> its embedding
+    POST /v1/record       an uploaded record's samples as a JSON ECG (what the page plots)
+    GET  /v1/examples     the example records; /v1/examples/NAME one of them as a JSON ECG
+    GET  /                a page to try the model on a record
+
+An ECG comes as JSON (``{"ecg": {"signal", "fs", "leads"}}``), as a ``.npy`` body
+(``application/octet-stream``, the other fields as query parameters) or as an upload
+(``multipart/form-data``: the record's files in ``files``, the other fields as form fields;
+``classes`` as a JSON string).  Every bad request is answered 4xx with ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Literal, Optional, Union
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+from .inputs import Recording, from_json, from_npy, from_upload
+from .service import Service
+
+PAGE = resources.files(__package__) / "page"
+_TYPES = ("application/json", "application/octet-stream", "multipart/form-data")
+
+
+# ---------------------------------------------------------------- the schema (/docs)
+
+class ECG(BaseModel):
+    signal: list[list[float]] = Field(description="leads x samples, in mV")
+    fs: float = Field(description="sampling rate in Hz")
+    leads: list[str] = Field(description="the name of each row (any of the 12 standard "
+                                         "leads, any order; the others are zeros)")
+
+
+class ZeroShotRequest(BaseModel):
+    ecg: Optional[ECG] = None
+    ecgs: Optional[list[ECG]] = Field(None, description="several ECGs (up to --max-batch)")
+    classes: Optional[Union[list[str], dict[str, list[str]]]] = Field(
+        None, description="class names, or name -> descriptions")
+    task: Optional[str] = Field(None, description="a built-in task (see /v1/info)")
+    kind: Optional[Literal["diagnostic", "form", "rhythm"]] = None
+
+
+class RetrieveRequest(BaseModel):
+    ecg: Optional[ECG] = None
+    ecgs: Optional[list[ECG]] = None
+    text: Optional[str] = Field(None, description="a report, to find the ECGs it matches")
+    index: str = Field(description="an index name (see /v1/info)")
+    k: int = Field(5, description="results, from 1 to the index's size")
+
+
+class EmbedRequest(BaseModel):
+    ecg: Optional[ECG] = None
+    ecgs: Optional[list[ECG]] = None
+    text: Optional[str] = None
+
+
+class ZeroShotResult(BaseModel):
+    classes: list[str]
+    probabilities: list[list[float]] = Field(description="one row per window")
+    mean: list[float] = Field(description="the softmax of the windows' mean logits")
+    windows: list[list[float]] = Field(description="[start_s, end_s] of each window")
+
+
+class Hit(BaseModel):
+    rank: int
+    score: float
+    text: Optional[str] = None
+    id: Optional[Union[str, int]] = None
+
+
+class RetrieveResult(BaseModel):
+    results: list[Hit]
+
+
+class EmbedResult(BaseModel):
+    embedding: list[float]
+
+
+def _body_doc(model: type) -> dict:
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": model.model_json_schema(
+            ref_template="#/components/schemas/{model}")},
+        "application/octet-stream": {"schema": {
+            "type": "string", "format": "binary",
+            "description": "a .npy array (leads x samples); fs, leads (comma-separated) and "
+                           "the other fields as query parameters"}},
+        "multipart/form-data": {"schema": {
+            "type": "object", "properties": {
+                "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                          "description": "a WFDB (.hea + .dat) or Challenge (.hea + .mat) "
+                                         "record"}},
+            "description": "the other fields as form fields (classes as a JSON string)"}}}}}
+
+
+# ---------------------------------------------------------------- the app
+
+def create_app(service: Service, *, api_key: str | None = None,
+               max_upload_mb: float = 64.0) -> FastAPI:
+    """The app serving `service`; with `api_key`, every path but ``/health`` and the page's
+    own files needs ``Authorization: Bearer <key>``.  Bodies over `max_upload_mb` are
+    answered 413 before more of them is read."""
+
+    batcher = service.batcher()
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="mets_fast", lifespan=lifespan,
+                  description="Zero-shot ECG classification, ECG-report retrieval and "
+                              "embeddings with a METS model")
+    app.state.batcher = batcher
+    limit = int(max_upload_mb * 2**20)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_request, exc: HTTPException):
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}"},
+                            status_code=422)
+
+    @app.exception_handler(ValueError)
+    async def _bad(_request, exc: ValueError):
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(TypeError)
+    async def _bad_type(_request, exc: TypeError):
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _bug(_request, exc: Exception):  # a bug: logged with its traceback by uvicorn
+        return JSONResponse({"error": f"internal error ({type(exc).__name__}); the server "
+                                      f"goes on serving"}, status_code=500)
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "model": service.id}
+
+    @app.get("/v1/info")
+    async def info() -> dict:
+        return service.info()
+
+    @app.post("/v1/zeroshot", openapi_extra=_body_doc(ZeroShotRequest),
+              responses={200: {"model": ZeroShotResult}})
+    async def zeroshot(request: Request):
+        fields, ecgs, many = await _read(request, service.max_batch)
+        if not ecgs:
+            raise ValueError("give an ECG (ecg, a .npy body or uploaded files) to classify")
+        classifier = await service.run(service.classifier, fields.get("classes"),
+                                       fields.get("task"), fields.get("kind"))
+
+        async def one(recording: Recording) -> dict:
+            windows = await asyncio.to_thread(service.windows, recording)
+            embeddings = await batcher.embed(windows.windows)
+            return service.zeroshot(classifier, embeddings, windows.spans)
+
+        results = await asyncio.gather(*(one(r) for r in ecgs))
+        return results if many else results[0]
+
+    @app.post("/v1/retrieve", openapi_extra=_body_doc(RetrieveRequest),
+              responses={200: {"model": RetrieveResult}})
+    async def retrieve(request: Request):
+        fields, ecgs, many = await _read(request, service.max_batch)
+        index = fields.get("index")
+        if not isinstance(index, str):
+            raise ValueError(f"give the index to search (one of {sorted(service.indexes)})")
+        k = _int(fields.get("k", 5), "k")
+        queries = await _queries(service, batcher, fields, ecgs)
+        results = [{"results": await service.run(service.search, index, q, k)} for q in queries]
+        return results if many else results[0]
+
+    @app.post("/v1/embed", openapi_extra=_body_doc(EmbedRequest),
+              responses={200: {"model": EmbedResult}})
+    async def embed(request: Request):
+        fields, ecgs, many = await _read(request, service.max_batch)
+        queries = await _queries(service, batcher, fields, ecgs)
+        results = [{"embedding": q[0].tolist()} for q in queries]
+        return results if many else results[0]
+
+    @app.post("/v1/record", openapi_extra=_body_doc(EmbedRequest),
+              responses={200: {"model": ECG}})
+    async def record(request: Request) -> dict:
+        """The samples of an uploaded record (or of a .npy body) as a JSON ECG, as the page
+        plots it (invalid samples null)."""
+        _, ecgs, _ = await _read(request, 1)
+        if not ecgs:
+            raise ValueError("give a record (uploaded files or a .npy body)")
+        return _as_json(ecgs[0])
+
+    @app.get("/v1/examples")
+    async def examples() -> dict:
+        return {"examples": sorted(_examples())}
+
+    @app.get("/v1/examples/{name}")
+    async def example(name: str) -> dict:
+        found = _examples()
+        if name not in found:
+            raise HTTPException(404, f"no example {name!r}; the examples are {sorted(found)}")
+        from ..data.records import read_record
+
+        record = await asyncio.to_thread(read_record, found[name])
+        return {"name": name, **_as_json(Recording(record.signal, record.fs, record.leads))}
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(PAGE / "index.html")
+
+    @app.get("/page/{name}", include_in_schema=False)
+    async def page_file(name: str):
+        files = {p.name: p for p in PAGE.iterdir() if p.name != "index.html"}
+        if name not in files:  # only the page's own files, by name: never a path
+            raise HTTPException(404, f"no page file {name!r}")
+        return FileResponse(files[name])
+
+    public = {"/health", "/", *(f"/page/{p.name}" for p in PAGE.iterdir())}
+    return _Guard(app, api_key, public, limit)
+
+
+class _Guard:
+    """ASGI middleware in front of the app: the API key, then the body limit (a body is read
+    up to the limit and handed on whole, or answered 413 without reading more)."""
+
+    def __init__(self, app: FastAPI, api_key: str | None, public: set, limit: int):
+        self.app, self.api_key, self.public, self.limit = app, api_key, public, limit
+
+    def __getattr__(self, name):  # the FastAPI app's own attributes (routes, openapi...)
+        return getattr(self.app, name)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", ())}
+        if self.api_key is not None and scope["path"] not in self.public:
+            given = headers.get("authorization", "")
+            if not secrets.compare_digest(given.encode(), f"Bearer {self.api_key}".encode()):
+                return await _answer(send, 401, "a valid API key is needed: send the header "
+                                                "'Authorization: Bearer <key>'")
+        declared = headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return await _answer(send, 413, f"the body is over the limit of "
+                                            f"{self.limit / 2**20:g} MB (--max-upload-mb)")
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                return await _answer(send, 413, f"the body is over the limit of "
+                                                f"{self.limit / 2**20:g} MB (--max-upload-mb)")
+            if not message.get("more_body", False):
+                break
+        body, sent = b"".join(chunks), False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+
+async def _answer(send, status: int, error: str) -> None:
+    body = json.dumps({"error": error}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read(request: Request, max_batch: int) -> tuple:
+    """The request's fields, its ECGs (None when it has none) and whether it asked for a
+    list (``ecgs``)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in _TYPES:
+        raise HTTPException(415, f"content type {kind or 'none'!r} is not accepted: send "
+                                 f"{', '.join(_TYPES)}")
+    if kind == "application/json":
+        try:
+            fields = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"the body is not valid JSON ({exc})") from None
+        if not isinstance(fields, dict):
+            raise ValueError("the JSON body must be an object")
+        if "ecg" in fields and "ecgs" in fields:
+            raise ValueError("give ecg or ecgs, not both")
+        if "ecgs" in fields:
+            ecgs = fields["ecgs"]
+            if not isinstance(ecgs, list) or not 1 <= len(ecgs) <= max_batch:
+                raise ValueError(f"ecgs must be a list of 1 to {max_batch} ECGs (--max-batch)")
+            return fields, [from_json(e) for e in ecgs], True
+        return fields, [from_json(fields["ecg"])] if "ecg" in fields else None, False
+    if kind == "application/octet-stream":
+        fields = dict(request.query_params)
+        _decode_fields(fields)
+        if "fs" not in fields or "leads" not in fields:
+            raise ValueError("a .npy body needs the query parameters fs and leads "
+                             "(comma-separated), e.g. ?fs=500&leads=I,II")
+        return fields, [from_npy(await request.body(), fields["fs"], fields["leads"])], False
+    form = await request.form(max_files=64, max_fields=64)
+    try:
+        files = [(f.filename or "", await f.read()) for f in form.getlist("files")
+                 if not isinstance(f, str)]
+        fields = {k: v for k, v in form.items() if k != "files" and isinstance(v, str)}
+    finally:
+        await form.close()  # the spooled temporary files go now
+    _decode_fields(fields)
+    return fields, [from_upload(files)] if files else None, False
+
+
+def _decode_fields(fields: dict) -> None:
+    """Query and form fields are text: ``classes`` is JSON (a list, or name -> descriptions)."""
+    if "classes" in fields:
+        try:
+            fields["classes"] = json.loads(fields["classes"])
+        except ValueError:
+            raise ValueError("classes must be a JSON list of names or object of name -> "
+                             "descriptions, e.g. [\"sinus rhythm\", \"atrial fibrillation\"]"
+                             ) from None
+
+
+def _int(value, name: str) -> int:
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return value
+
+
+async def _queries(service: Service, batcher, fields: dict, ecgs) -> list:
+    """One query vector ``(1, d)`` per ECG, or the text's."""
+    text = fields.get("text")
+    if (ecgs is None) == (text is None):
+        raise ValueError("give an ECG or a text (one of the two)")
+    if ecgs is None:
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("text must be a non-empty report")
+        return [await service.run(service.text_query, text)]
+
+    async def one(recording: Recording):
+        windows = await asyncio.to_thread(service.windows, recording)
+        return service.ecg_query(await batcher.embed(windows.windows))
+
+    return list(await asyncio.gather(*(one(r) for r in ecgs)))
+
+
+def _as_json(recording: Recording) -> dict:
+    signal = np.round(recording.signal, 4).astype(object)
+    signal[~np.isfinite(recording.signal)] = None
+    return {"signal": signal.tolist(), "fs": recording.fs, "leads": list(recording.leads)}
+
+
+def _examples() -> dict:
+    """name -> the path of each example record shipped with the package."""
+    from .. import examples
+
+    folder = resources.files(examples)
+    return {p.name[:-4]: str(folder / p.name[:-4]) for p in folder.iterdir()
+            if p.name.endswith(".hea")}
