@@ -136,6 +136,25 @@ def test_zeroshot_equals_the_library_and_the_cli(client, service, record, capsys
     assert len(task["classes"]) > 2 and abs(sum(task["mean"]) - 1) < 1e-5
 
 
+def test_an_uploaded_challenge_record_scores_as_read_from_disk(client, service, make_ecg,
+                                                               write_challenge, tmp_path):
+    x, _ = make_ecg(500, seconds=12, seed=5)
+    signal = np.stack([x * (1 + 0.05 * k) for k in range(12)])
+    path = write_challenge(tmp_path / "a", "E0001", signal, 500, ["426783006"])
+    got = client.post("/v1/zeroshot", files=upload(path), data={"classes": json.dumps(CLASSES)})
+    assert got.status_code == 200, got.text
+    expected = ZeroShotClassifier(service.model, CLASSES).predict_windows(
+        service.model.record_windows(path))
+    np.testing.assert_allclose(got.json()["mean"], expected, atol=1e-5)
+    # the 2020 Georgia record line ("E0001.mat 12 500 ..."), which WFDB's parser refuses
+    georgia = write_challenge(tmp_path / "b", "E0001", signal, 500, ["426783006"],
+                              georgia_2020=True)
+    again = client.post("/v1/zeroshot", files=upload(georgia),
+                        data={"classes": json.dumps(CLASSES)})
+    assert again.status_code == 200, again.text
+    np.testing.assert_allclose(again.json()["mean"], expected, atol=1e-5)
+
+
 def test_any_leads_and_order_and_a_list_of_ecgs(client, service, record):
     _, signal = record
     order = [7, 0, 3]
@@ -487,3 +506,34 @@ def test_the_page_in_a_real_browser(service, record, tmp_path):
         browser.quit()
         server.should_exit = True
         thread.join(10)
+
+
+def test_serve_runs_under_uvicorn_with_two_workers(served):
+    """The command itself: two worker processes behind one port, each with the model."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "mets_fast.serve", "--model",
+                               str(served["run"]), "--index", f"reports={served['reports']}",
+                               "--port", str(port), "--workers", "2", "--threads", "1"],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, health = time.time() + 120, None
+        while time.time() < deadline and server.poll() is None:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert health is not None and health.json()["status"] == "ok", server.poll()
+        info = httpx.get(f"http://127.0.0.1:{port}/v1/info", timeout=10).json()
+        assert info["indexes"][0]["name"] == "reports"
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=60)
+    assert "with 2 workers" in err
