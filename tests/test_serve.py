@@ -251,6 +251,41 @@ def test_concurrent_requests_share_batches_and_health_answers_meanwhile(served, 
     assert health.status_code == 200 and waited < 0.25  # not behind the 0.3 s batch
 
 
+def test_a_lone_request_does_not_wait_for_company_and_others_are_waited_for():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mets_fast.serving.batcher import Batcher
+
+    calls = []
+
+    def encode(x):
+        calls.append(len(x))
+        return x.reshape(len(x), -1)[:, :2] * 2
+
+    class Prepared:
+        def __init__(self, x):
+            self.windows = x
+
+    async def go():
+        batcher = Batcher(encode, ThreadPoolExecutor(1), max_batch=8, max_wait=1.0)
+        batcher.start()
+        began = time.perf_counter()
+        out = await batcher.embed(np.ones((1, 3)))
+        alone = time.perf_counter() - began
+        # three on their way (being prepared) when the first arrives: one batch of four
+        slow = [batcher.prepare_and_embed(lambda k=k: (time.sleep(0.05 * k),
+                                                       Prepared(np.full((1, 3), k)))[1])
+                for k in range(4)]
+        results = await asyncio.gather(*slow)
+        await batcher.stop()
+        return out, alone, results
+
+    out, alone, results = asyncio.run(go())
+    assert alone < 0.5 and out.tolist() == [[2.0, 2.0]]  # max_wait 1 s was not waited
+    assert calls == [1, 4]
+    assert [r[1].tolist() for r in results] == [[[2.0 * k, 2.0 * k]] for k in range(4)]
+
+
 # ----------------------------------------------------------------------- safety
 
 BAD = [  # (how it is sent, what it sends, the status, a phrase of the error)

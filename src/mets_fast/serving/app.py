@@ -172,8 +172,7 @@ def create_app(service: Service, *, api_key: str | None = None,
                                        fields.get("task"), fields.get("kind"))
 
         async def one(recording: Recording) -> dict:
-            windows = await asyncio.to_thread(service.windows, recording)
-            embeddings = await batcher.embed(windows.windows)
+            windows, embeddings = await batcher.prepare_and_embed(service.windows, recording)
             return service.zeroshot(classifier, embeddings, windows.spans)
 
         results = await asyncio.gather(*(one(r) for r in ecgs))
@@ -364,8 +363,8 @@ async def _queries(service: Service, batcher, fields: dict, ecgs) -> list:
         return [await service.run(service.text_query, text)]
 
     async def one(recording: Recording):
-        windows = await asyncio.to_thread(service.windows, recording)
-        return service.ecg_query(await batcher.embed(windows.windows))
+        _, embeddings = await batcher.prepare_and_embed(service.windows, recording)
+        return service.ecg_query(embeddings)
 
     return list(await asyncio.gather(*(one(r) for r in ecgs)))
 

@@ -5,6 +5,10 @@ then any others that arrive within ``max_wait`` seconds, up to ``max_batch`` win
 encoder once on them in the model's thread (the event loop never waits on the model, so other
 requests are read and ``/health`` answers meanwhile) and hands each request its rows back.
 A request of more windows than ``max_batch`` runs alone.
+
+It waits only for requests on their way: those being preprocessed
+(:meth:`Batcher.prepare_and_embed` announces them).  A lone request goes straight to the
+encoder, so batching costs a single client nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class Batcher:
         self.encode, self.executor = encode, executor
         self.max_batch, self.max_wait = max_batch, max_wait
         self.batches = 0  # encoder calls made: how well requests were gathered
+        self.coming = 0  # requests being preprocessed, to be embedded next
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
 
@@ -51,8 +56,19 @@ class Batcher:
         if self._queue is None:
             raise RuntimeError("the batcher has not been started")
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put((windows, future))
+        self._queue.put_nowait((windows, future))
         return await future
+
+    async def prepare_and_embed(self, prepare: Callable, *args) -> tuple:
+        """``prepare(*args)`` in a worker thread (its result has ``windows``), then its
+        windows' embeddings: ``(prepared, embeddings)``.  While it prepares, a batch about to
+        run waits for it (up to ``max_wait``)."""
+        self.coming += 1
+        try:
+            prepared = await asyncio.to_thread(prepare, *args)
+        finally:
+            self.coming -= 1  # and enqueued in the same step of the loop: never missed
+        return prepared, await self.embed(prepared.windows)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -61,6 +77,8 @@ class Batcher:
             count = len(items[0][0])
             deadline = loop.time() + self.max_wait
             while count < self.max_batch:
+                if self._queue.empty() and not self.coming:
+                    break  # nobody else on the way: waiting would only add latency
                 left = deadline - loop.time()
                 try:
                     item = self._queue.get_nowait() if left <= 0 else \
