@@ -318,6 +318,12 @@ BAD = [  # (how it is sent, what it sends, the status, a phrase of the error)
     ("npy", b"not a npy file at all", 400, "not a valid .npy"),
     ("npy", np.zeros((2, 3, 4)), 400, "(leads, samples)"),
     ("text", b"hello", 415, "not accepted"),
+    ("json", {"ecg": {"signal": [[0.1] * 5000], "fs": 500, "leads": ["I"]}, "task": ["x"]},
+     400, "must be strings"),
+    ("json", {"ecg": {"signal": [[0.1] * 5000], "fs": 500, "leads": ["I"]},
+              "classes": CLASSES, "kind": "other"}, 400, "kind must be one of"),
+    ("json", {"ecg": {"signal": [[0.1] * 5000], "fs": 500, "leads": ["I"]}}, 400,
+     "give classes or task"),
 ]
 
 

@@ -258,7 +258,9 @@ class _Guard:
                 return await _answer(send, 401, "a valid API key is needed: send the header "
                                                 "'Authorization: Bearer <key>'")
         declared = headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+        if declared is not None and not declared.isdigit():
+            return await _answer(send, 400, f"invalid Content-Length {declared[:40]!r}")
+        if declared is not None and int(declared) > self.limit:
             return await _answer(send, 413, f"the body is over the limit of "
                                             f"{self.limit / 2**20:g} MB (--max-upload-mb)")
         chunks, size = [], 0

@@ -101,6 +101,9 @@ class Service:
         in the model's thread (:meth:`run`): a new list is encoded by the language model."""
         if (classes is None) == (task is None):
             raise ValueError("give classes or task (one of the two)")
+        if task is not None and not isinstance(task, str) or \
+                kind is not None and not isinstance(kind, str):
+            raise ValueError("task and kind must be strings")
         if kind is not None and kind not in TEMPLATES:
             raise ValueError(f"kind must be one of {sorted(TEMPLATES)}, got {kind!r}")
         if task is not None:
