@@ -206,9 +206,9 @@ def test_the_page_its_files_and_the_examples(client):
     assert client.get("/page/page.js").status_code == 200
     assert client.get("/page/..%2Fapp.py").status_code == 404
     names = client.get("/v1/examples").json()["examples"]
-    assert names == ["00002_lr", "00003_lr", "00318_lr"]
+    assert names == ["atrial_fibrillation", "sinus_bradycardia", "sinus_rhythm"]
     ecg = client.get(f"/v1/examples/{names[0]}").json()
-    assert ecg["fs"] == 100 and len(ecg["leads"]) == 12 and len(ecg["signal"][0]) == 1000
+    assert ecg["fs"] == 500 and len(ecg["leads"]) == 12 and len(ecg["signal"][0]) == 5000
     assert client.post("/v1/zeroshot", json={"ecg": ecg, "classes": CLASSES}).status_code == 200
     assert client.get("/v1/examples/nope").status_code == 404
 

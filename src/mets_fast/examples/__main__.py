@@ -1,6 +1,6 @@
-"""``python -m mets_fast.examples``: the shipped example records' paths, one per line."""
+"""``python -m mets_fast.examples``: the example records' paths, one per line."""
 
-from . import RECORDS, path
+from . import names, path
 
-for _name in RECORDS:
+for _name in names():
     print(path(_name))

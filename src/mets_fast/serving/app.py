@@ -378,9 +378,7 @@ def _as_json(recording: Recording) -> dict:
 
 
 def _examples() -> dict:
-    """name -> the path of each example record shipped with the package."""
+    """name -> the path of each example record of the package (:mod:`mets_fast.examples`)."""
     from .. import examples
 
-    folder = resources.files(examples)
-    return {p.name[:-4]: str(folder / p.name[:-4]) for p in folder.iterdir()
-            if p.name.endswith(".hea")}
+    return {name: str(examples.path(name)) for name in examples.names()}
