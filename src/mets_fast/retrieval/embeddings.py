@@ -65,11 +65,15 @@ def embed_records(model, paths: Sequence, quiet: bool = False) -> np.ndarray:
     preprocessed as the model's data were (``model.preprocess``), cut into windows of the
     model's length when longer, and the windows' embeddings averaged and normalised.  A record
     sharing no lead with the model is an error."""
-    out = []
-    for path in paths:
-        windows = model.record_windows(path)
-        out.append(F.normalize(model.embed_ecgs(windows).mean(0), dim=0))
-    return torch.stack(out).cpu().numpy()
+    return np.concatenate([recording_query(model.embed_ecgs(model.record_windows(p)))
+                           for p in paths])
+
+
+def recording_query(window_embeddings) -> np.ndarray:
+    """One recording's query vector ``(1, d)``: the mean of its windows' embeddings ``(n, d)``,
+    normalised."""
+    mean = torch.as_tensor(window_embeddings).float().mean(0)
+    return F.normalize(mean, dim=0)[None].cpu().numpy()
 
 
 def read_reports(path: str | os.PathLike) -> list:

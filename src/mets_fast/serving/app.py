@@ -31,6 +31,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
+from ..retrieval.embeddings import recording_query
 from .inputs import Recording, from_json, from_npy, from_upload
 from .service import Service
 
@@ -366,7 +367,7 @@ async def _queries(service: Service, batcher, fields: dict, ecgs) -> list:
 
     async def one(recording: Recording):
         _, embeddings = await batcher.prepare_and_embed(service.windows, recording)
-        return service.ecg_query(embeddings)
+        return recording_query(embeddings)
 
     return list(await asyncio.gather(*(one(r) for r in ecgs)))
 

@@ -4,6 +4,7 @@ embeddings with the numbers of the library and the command-line tools."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,12 +12,11 @@ from typing import Mapping, NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..evaluation.metrics import softmax
 from ..evaluation.tasks import builtin_tasks
 from ..evaluation.zeroshot import TEMPLATES, ZeroShotClassifier, check_classes
-from ..retrieval import EmbeddingIndex, model_id
+from ..retrieval import EmbeddingIndex, embed_queries, model_id
 from .batcher import Batcher
 from .inputs import Recording
 
@@ -90,8 +90,6 @@ class Service:
 
     async def run(self, fn, *args):
         """`fn(*args)` in the model's thread (text encoding, index search)."""
-        import asyncio
-
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     def classifier(self, classes=None, task: str | None = None,
@@ -133,16 +131,9 @@ class Service:
                 "mean": softmax(logits.mean(0, keepdims=True))[0].tolist(),
                 "windows": spans}
 
-    @staticmethod
-    def ecg_query(embeddings: np.ndarray) -> np.ndarray:
-        """One query vector ``(1, d)`` of a recording's window embeddings: their mean,
-        normalised (as ``retrieval.embed_records``)."""
-        return F.normalize(torch.from_numpy(embeddings).mean(0), dim=0)[None].numpy()
-
     def text_query(self, text: str) -> np.ndarray:
         """A report's query vector ``(1, d)`` (the language model, the report template)."""
-        with torch.no_grad():
-            return self.model.encode_texts([text]).cpu().numpy()
+        return embed_queries(self.model, texts=[text])
 
     def search(self, index: str, query: np.ndarray, k) -> list:
         """The `k` nearest items of index `index`: ``[{"rank", "score", "text" | "id"}]``."""
