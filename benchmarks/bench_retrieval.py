@@ -9,6 +9,11 @@ holds.  Then one WFDB record end to end in a warm process: read, preprocess as t
 were, encode with ResNet1d-18, search 100,000 reports; median latency over repeats.
 
     python benchmarks/bench_retrieval.py [--quick] [--model RUN_DIR]
+    python benchmarks/bench_retrieval.py --blas
+
+``--blas``: a flat index's search time by queries per call, with FAISS's own threshold for its
+BLAS path (128,000 queries in 1.15) and through ``EmbeddingIndex.search`` (the BLAS path from
+``BLAS_FROM_QUERIES`` queries on), side by side.
 """
 
 from __future__ import annotations
@@ -113,6 +118,39 @@ def scale(n: int, repeats: int, seed: int = 0) -> list:
     return rows
 
 
+def blas_threshold(sizes: tuple, repeats: int = 7) -> list:
+    """Milliseconds of one flat search of `nq` queries (k = 10, all cores) with FAISS's own
+    BLAS threshold and through ``EmbeddingIndex.search`` (ours, set per search), alternating,
+    and the share of top-10 ids they agree on."""
+    import faiss
+
+    from mets_fast.retrieval.index import EmbeddingIndex
+
+    rng = np.random.default_rng(0)
+    default = faiss.cvar.distance_compute_blas_threshold
+    rows = []
+    for n in sizes:
+        index = EmbeddingIndex.build(clustered(n, rng, rng.standard_normal((3000, D))),
+                                     kind="flat")
+        q = clustered(256, rng, rng.standard_normal((3000, D)))
+        for nq in (1, 2, 4, 8, 16, 64, 256):
+            times, found = {"faiss": [], "ours": []}, {}
+            for _ in range(repeats):
+                faiss.cvar.distance_compute_blas_threshold = default
+                began = time.perf_counter()
+                found["faiss"] = index.index.search(q[:nq], K)[1]
+                times["faiss"].append(time.perf_counter() - began)
+                began = time.perf_counter()
+                found["ours"] = index.search(q[:nq], K)[1]
+                times["ours"].append(time.perf_counter() - began)
+            ms = {name: 1e3 * float(np.median(v)) for name, v in times.items()}
+            rows.append({"n": n, "queries": nq, "faiss_default_ms": ms["faiss"],
+                         "ours_ms": ms["ours"], "speed_up": ms["faiss"] / ms["ours"],
+                         "same_ids": float((found["faiss"] == found["ours"]).mean())})
+            print(f"  n={n:,} nq={nq}: {ms['faiss']:.2f} ms -> {ms['ours']:.2f} ms", flush=True)
+    return rows
+
+
 def end_to_end(model_dir: str | None, repeats: int) -> list:
     """Median latency of read + preprocess + encode + search 100,000 reports, per record."""
     import torch
@@ -190,7 +228,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100,000 vectors only, few repeats")
     parser.add_argument("--model", help="a run directory for the end-to-end latency "
                                         "(default: an untrained model of the same shape)")
+    parser.add_argument("--blas", action="store_true",
+                        help="only the flat search's BLAS threshold, FAISS's against ours")
     args = parser.parse_args()
+    if args.blas:
+        rows = blas_threshold((10_000, 100_000, 1_000_000))
+        print()
+        print(table(["vectors", "queries a call", "FAISS default ms", "ours ms", "speed-up",
+                     "same top-10 ids"],
+                    [[r["n"], r["queries"], r["faiss_default_ms"], r["ours_ms"],
+                      f"{r['speed_up']:.2f}x", r["same_ids"]] for r in rows]))
+        print(f"\nwritten to {write_results('bench_retrieval_blas', {'k': K, 'rows': rows}, False)}")
+        return
     sizes = (100_000,) if args.quick else (100_000, 1_000_000)
     rows = []
     for n in sizes:

@@ -91,12 +91,13 @@ async def load(url: str, bodies: list, concurrency: int, seconds: float, limit: 
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=120, limits=limits) as c:
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(client(c, k) for k in range(concurrency)))
-        wall = time.perf_counter() - began
+        wall, cpu = time.perf_counter() - began, time.process_time() - cpu
     ms = 1e3 * np.asarray(latencies)
     return {"requests": len(latencies), "errors": errors, "ecgs_per_s": len(latencies) / wall,
-            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+            "client_cpu_share": cpu / wall}
 
 
 def in_process(model, index, signals: list, threads: int, repeats: int) -> dict:
@@ -205,7 +206,8 @@ def main() -> None:
                 results[f"{name} c={c}"] = {"endpoint": name, "concurrency": c, **r}
                 print(f"  {name} at concurrency {c}: {r['ecgs_per_s']:.1f} ECGs/s, p50 "
                       f"{r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms ({r['requests']} "
-                      f"requests, {r['errors']} errors)", flush=True)
+                      f"requests, {r['errors']} errors; the client took "
+                      f"{r['client_cpu_share']:.0%} of a core)", flush=True)
     finally:
         server.terminate()
         server.wait(30)

@@ -49,6 +49,20 @@ def test_flat_index_is_exact_and_round_trips(tmp_path):
     assert loaded.search_texts(q[:1], 1)[0][0][0] == texts[ids[0, 0]]
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_search_of_many_queries_equals_each_alone(seed):
+    """From BLAS_FROM_QUERIES queries a call the flat search takes FAISS's BLAS path, below it
+    the scan: both exact (brute force), whatever the batch and odd sizes (d = 13)."""
+    x, q = clustered(1500, d=13, seed=seed), clustered(37, d=13, seed=seed + 10)
+    index = EmbeddingIndex.build(x)
+    want_scores, want_ids = brute_force(x, q, 7)
+    for count in (1, index_module.BLAS_FROM_QUERIES - 1, index_module.BLAS_FROM_QUERIES, 37):
+        got = [index.search(q[start:start + count], 7) for start in range(0, 37, count)]
+        scores, ids = np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got])
+        np.testing.assert_allclose(scores, want_scores, atol=1e-5)
+        assert recall_at_k(ids, want_ids) == 1.0
+
+
 def test_add_continues_ids_and_save_replaces_the_index_there(tmp_path):
     x = clustered(300, seed=3)
     index = EmbeddingIndex.build(x[:200], [str(i) for i in range(200)])

@@ -258,32 +258,71 @@ def test_a_lone_request_does_not_wait_for_company_and_others_are_waited_for():
 
     calls = []
 
-    def encode(x):
-        calls.append(len(x))
-        return x.reshape(len(x), -1)[:, :2] * 2
-
-    class Prepared:
-        def __init__(self, x):
-            self.windows = x
+    def run(jobs):
+        calls.append(len(jobs))
+        return [ValueError(f"job {j} is bad") if j < 0 else 2 * j for j in jobs]
 
     async def go():
-        batcher = Batcher(encode, ThreadPoolExecutor(1), max_batch=8, max_wait=1.0)
+        batcher = Batcher(run, ThreadPoolExecutor(1), max_batch=8, max_wait=1.0)
         batcher.start()
         began = time.perf_counter()
-        out = await batcher.embed(np.ones((1, 3)))
-        alone = time.perf_counter() - began
-        # three on their way (being prepared) when the first arrives: one batch of four
-        slow = [batcher.prepare_and_embed(lambda k=k: (time.sleep(0.05 * k),
-                                                       Prepared(np.full((1, 3), k)))[1])
-                for k in range(4)]
-        results = await asyncio.gather(*slow)
-        await batcher.stop()
-        return out, alone, results
+        alone = await batcher.submit(1)
+        alone_s = time.perf_counter() - began
 
-    out, alone, results = asyncio.run(go())
-    assert alone < 0.5 and out.tolist() == [[2.0, 2.0]]  # max_wait 1 s was not waited
-    assert calls == [1, 4]
-    assert [r[1].tolist() for r in results] == [[[2.0 * k, 2.0 * k]] for k in range(4)]
+        async def request(k):  # three more on their way when the first submits: one batch
+            with batcher.expecting():
+                await asyncio.sleep(0.05 * k)
+                future = batcher.submit(k if k != 2 else -2)
+            return await future
+
+        together = await asyncio.gather(*(request(k) for k in range(4)),
+                                        return_exceptions=True)
+        many = [batcher.submit(k) for k in range(20)]  # queued at once: split by max_batch
+        many = await asyncio.gather(*many)
+        await batcher.stop()
+        return alone, alone_s, together, many
+
+    alone, alone_s, together, many = asyncio.run(go())
+    assert alone == 2 and alone_s < 0.5  # max_wait 1 s was not waited
+    assert calls[:2] == [1, 4] and calls[2:] == [8, 8, 4]
+    assert together[:2] == [0, 2] and together[3] == 6
+    assert isinstance(together[2], ValueError) and "job -2" in str(together[2])
+    assert many == [2 * k for k in range(20)]
+
+
+def test_a_batch_answers_each_job_and_a_bad_one_alone(served, record):
+    """A batch's answers equal each job run alone; a record too short fails only its job;
+    each index is searched once for all its jobs."""
+    from mets_fast.serving.inputs import Recording
+    from mets_fast.serving.service import Job
+
+    _, signal = record
+    service = Service.load(served["run"], {"reports": served["reports"]})
+    searches = []
+    index = service.indexes["reports"]
+    original = index.search
+    index.search = lambda q, k: (searches.append(len(q)), original(q, k))[1]
+    prompts = service.prompts(CLASSES)
+    jobs = [Job(Recording(signal[:, :5000], 500.0, list(STANDARD_LEADS)), prompts, "reports", 3),
+            Job(Recording(signal[:, :20], 500.0, list(STANDARD_LEADS)), prompts, "reports", 3),
+            Job(Recording(signal[::-1, 1000:8000], 500.0, list(STANDARD_LEADS)[::-1]),
+                None, "reports", 5),
+            Job(Recording(signal[:6, :6000] * 2, 250.0, list(STANDARD_LEADS)[:6]), prompts)]
+    together = service.run_batch(jobs)
+    assert searches == [2]
+    alone = [service.run_batch([job])[0] for job in jobs]
+    service.close()
+    assert isinstance(together[1], ValueError) and isinstance(alone[1], ValueError)
+    for j in (0, 2, 3):
+        a, b = together[j], alone[j]
+        assert a.spans == b.spans
+        np.testing.assert_allclose(a.query, b.query, atol=1e-5)
+        if a.hits is not None:
+            assert [h["text"] for h in a.hits] == [h["text"] for h in b.hits]
+            assert len(a.hits) == jobs[j].k
+        if a.zeroshot is not None:
+            np.testing.assert_allclose(a.zeroshot["mean"], b.zeroshot["mean"], atol=1e-5)
+    assert together[2].zeroshot is None and together[3].hits is None
 
 
 # ----------------------------------------------------------------------- safety

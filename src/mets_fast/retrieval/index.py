@@ -43,9 +43,25 @@ ITEMS = ("reports", "ecgs")
 _FAISS_TYPES = {"flat": "IndexFlatIP", "ivf": "IndexIVFFlat", "hnsw": "IndexHNSWFlat"}
 
 
-def _faiss():
+# FAISS 1.15 scans a flat index query by query (SIMD) below 128,000 queries a call; its BLAS
+# path (one matrix product per block) is 1.3-12x faster from 8 queries on (2 cores, 10k-1M
+# vectors, d = 128: 64 queries of 100k in 15 ms against 61 ms; the same top-10), while below
+# 8 a lowered threshold makes the scan itself up to 2.7x slower, so the threshold is set per
+# search: `python benchmarks/bench_retrieval.py --blas`.  It is one global of FAISS: a search
+# in another thread meanwhile may take the other path (the same results, another speed).
+BLAS_FROM_QUERIES = 8
+_SCAN_THRESHOLD: list = []  # FAISS's own threshold, read once
+
+
+def _faiss(queries: int | None = None):
+    """FAISS; with `queries`, its BLAS threshold set for a search of that many queries."""
     import faiss  # imported here: `import mets_fast.index` stays light
 
+    if queries is not None:
+        if not _SCAN_THRESHOLD:
+            _SCAN_THRESHOLD.append(faiss.cvar.distance_compute_blas_threshold)
+        faiss.cvar.distance_compute_blas_threshold = \
+            BLAS_FROM_QUERIES if queries >= BLAS_FROM_QUERIES else _SCAN_THRESHOLD[0]
     return faiss
 
 
@@ -156,6 +172,7 @@ class EmbeddingIndex:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         if k > len(self):
             raise ValueError(f"k = {k} exceeds the {len(self)} vectors of the index")
+        _faiss(len(q))
         scores, ids = self.index.search(q, int(k))
         short = np.flatnonzero((ids < 0).any(1))
         if len(short):

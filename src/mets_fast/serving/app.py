@@ -31,9 +31,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from ..retrieval.embeddings import recording_query
 from .inputs import Recording, from_json, from_npy, from_upload
-from .service import Service
+from .service import Job, Service
 
 PAGE = resources.files(__package__) / "page"
 _TYPES = ("application/json", "application/octet-stream", "multipart/form-data")
@@ -166,37 +165,43 @@ def create_app(service: Service, *, api_key: str | None = None,
     @app.post("/v1/zeroshot", openapi_extra=_body_doc(ZeroShotRequest),
               responses={200: {"model": ZeroShotResult}})
     async def zeroshot(request: Request):
-        fields, ecgs, many = await _read(request, service.max_batch)
-        if not ecgs:
-            raise ValueError("give an ECG (ecg, a .npy body or uploaded files) to classify")
-        classifier = await service.run(service.classifier, fields.get("classes"),
-                                       fields.get("task"), fields.get("kind"))
-
-        async def one(recording: Recording) -> dict:
-            windows, embeddings = await batcher.prepare_and_embed(service.windows, recording)
-            return service.zeroshot(classifier, embeddings, windows.spans)
-
-        results = await asyncio.gather(*(one(r) for r in ecgs))
+        with batcher.expecting():
+            fields, ecgs, many = await _read(request, service.max_batch)
+            if not ecgs:
+                raise ValueError("give an ECG (ecg, a .npy body or uploaded files) to classify")
+            prompts = service.prompts(fields.get("classes"), fields.get("task"),
+                                      fields.get("kind"))
+            futures = [batcher.submit(Job(r, prompts=prompts)) for r in ecgs]
+        results = [a.zeroshot for a in await _answers(futures)]
         return results if many else results[0]
 
     @app.post("/v1/retrieve", openapi_extra=_body_doc(RetrieveRequest),
               responses={200: {"model": RetrieveResult}})
     async def retrieve(request: Request):
-        fields, ecgs, many = await _read(request, service.max_batch)
-        index = fields.get("index")
-        if not isinstance(index, str):
-            raise ValueError(f"give the index to search (one of {sorted(service.indexes)})")
-        k = _int(fields.get("k", 5), "k")
-        queries = await _queries(service, batcher, fields, ecgs)
-        results = [{"results": await service.run(service.search, index, q, k)} for q in queries]
+        with batcher.expecting():
+            fields, ecgs, many = await _read(request, service.max_batch)
+            index = fields.get("index")
+            if not isinstance(index, str):
+                raise ValueError(f"give the index to search (one of {sorted(service.indexes)})")
+            k = _int(fields.get("k", 5), "k")
+            service.check_search(index, k)
+            if _text(fields, ecgs) is not None:
+                query = await service.run(service.text_query, fields["text"])
+                return {"results": (await service.run(service.search, index, query, [k]))[0]}
+            futures = [batcher.submit(Job(r, index=index, k=k)) for r in ecgs]
+        results = [{"results": a.hits} for a in await _answers(futures)]
         return results if many else results[0]
 
     @app.post("/v1/embed", openapi_extra=_body_doc(EmbedRequest),
               responses={200: {"model": EmbedResult}})
     async def embed(request: Request):
-        fields, ecgs, many = await _read(request, service.max_batch)
-        queries = await _queries(service, batcher, fields, ecgs)
-        results = [{"embedding": q[0].tolist()} for q in queries]
+        with batcher.expecting():
+            fields, ecgs, many = await _read(request, service.max_batch)
+            if _text(fields, ecgs) is not None:
+                query = await service.run(service.text_query, fields["text"])
+                return {"embedding": query[0].tolist()}
+            futures = [batcher.submit(Job(r)) for r in ecgs]
+        results = [{"embedding": a.query[0].tolist()} for a in await _answers(futures)]
         return results if many else results[0]
 
     @app.post("/v1/record", openapi_extra=_body_doc(EmbedRequest),
@@ -355,21 +360,24 @@ def _int(value, name: str) -> int:
     return value
 
 
-async def _queries(service: Service, batcher, fields: dict, ecgs) -> list:
-    """One query vector ``(1, d)`` per ECG, or the text's."""
+def _text(fields: dict, ecgs) -> str | None:
+    """The request's text (a report), or None when it gives ECGs."""
     text = fields.get("text")
     if (ecgs is None) == (text is None):
         raise ValueError("give an ECG or a text (one of the two)")
-    if ecgs is None:
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError("text must be a non-empty report")
-        return [await service.run(service.text_query, text)]
+    if ecgs is None and (not isinstance(text, str) or not text.strip()):
+        raise ValueError("text must be a non-empty report")
+    return text
 
-    async def one(recording: Recording):
-        _, embeddings = await batcher.prepare_and_embed(service.windows, recording)
-        return recording_query(embeddings)
 
-    return list(await asyncio.gather(*(one(r) for r in ecgs)))
+async def _answers(futures: list) -> list:
+    """The batch's answers to a request's jobs, or the first job's error (after all are
+    done: none is left unread)."""
+    answers = await asyncio.gather(*futures, return_exceptions=True)
+    for answer in answers:
+        if isinstance(answer, BaseException):
+            raise answer
+    return answers
 
 
 def _as_json(recording: Recording) -> dict:

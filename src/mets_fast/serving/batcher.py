@@ -1,40 +1,40 @@
-"""Dynamic batching: the ECG windows of concurrent requests gathered into one encoder batch.
+"""Dynamic batching: the ECGs of concurrent requests gathered into one call of the model.
 
-A request awaits :meth:`Batcher.embed`; a background task takes the first waiting request,
-then any others that arrive within ``max_wait`` seconds, up to ``max_batch`` windows, runs the
-encoder once on them in the model's thread (the event loop never waits on the model, so other
-requests are read and ``/health`` answers meanwhile) and hands each request its rows back.
-A request of more windows than ``max_batch`` runs alone.
+A request submits its jobs (one per ECG) and awaits their futures; a background task takes
+every job waiting, plus any that arrive within ``max_wait`` seconds, up to ``max_batch`` jobs,
+and hands them to `run` in the model's thread as one list.  The event loop never waits on the
+model, so other requests are read (and queue up for the next batch) and ``/health`` answers
+while a batch runs.  All the work of a job, its preprocessing included, is done in that one
+thread: worker threads preprocessing beside the model's would take cores from its OpenMP team
+(on a CPU, a team that waits for a descheduled thread is many times slower).
 
-It waits only for requests on their way: those being preprocessed
-(:meth:`Batcher.prepare_and_embed` announces them).  A lone request goes straight to the
-encoder, so batching costs a single client nothing.
+It waits only for requests known to be on their way (:meth:`Batcher.expecting`): a lone
+request goes straight through, so batching costs a single client nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Executor
-from typing import Callable
-
-import numpy as np
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
 
 
 class Batcher:
-    """Gathers windows ``(n, leads, samples)`` of concurrent requests for `encode` (windows ->
-    embeddings ``(n, d)``), run in `executor`.  Start it with :meth:`start` inside the event
-    loop; :meth:`stop` ends it."""
+    """Gathers the jobs of concurrent requests for `run` (a list of jobs -> a list of their
+    results, an exception in place of the result of a job that failed), run in `executor`.
+    Start it with :meth:`start` inside the event loop; :meth:`stop` ends it."""
 
-    def __init__(self, encode: Callable[[np.ndarray], np.ndarray], executor: Executor,
+    def __init__(self, run: Callable[[list], Sequence], executor: Executor,
                  max_batch: int = 64, max_wait: float = 0.005):
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         if not max_wait >= 0:
             raise ValueError(f"max_wait must be >= 0 seconds, got {max_wait}")
-        self.encode, self.executor = encode, executor
+        self.run, self.executor = run, executor
         self.max_batch, self.max_wait = max_batch, max_wait
-        self.batches = 0  # encoder calls made: how well requests were gathered
-        self.coming = 0  # requests being preprocessed, to be embedded next
+        self.batches = 0  # calls of run made: how well requests were gathered
+        self.coming = 0  # requests being read, whose jobs will be submitted next
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
 
@@ -51,62 +51,54 @@ class Batcher:
                 pass
             self._task = None
 
-    async def embed(self, windows: np.ndarray) -> np.ndarray:
-        """The embeddings of `windows`, computed in a batch with whatever else is waiting."""
+    @contextmanager
+    def expecting(self) -> Iterator[None]:
+        """Within the block a request is on its way: a batch about to run waits for its jobs
+        (up to ``max_wait``).  Submit them inside the block, await them after it."""
+        self.coming += 1
+        try:
+            yield
+        finally:
+            self.coming -= 1
+
+    def submit(self, job) -> asyncio.Future:
+        """Queues `job` for the next batch; the future holds its result (or its exception)."""
         if self._queue is None:
             raise RuntimeError("the batcher has not been started")
         future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((windows, future))
-        return await future
-
-    async def prepare_and_embed(self, prepare: Callable, *args) -> tuple:
-        """``prepare(*args)`` in a worker thread (its result has ``windows``), then its
-        windows' embeddings: ``(prepared, embeddings)``.  While it prepares, a batch about to
-        run waits for it (up to ``max_wait``)."""
-        self.coming += 1
-        try:
-            prepared = await asyncio.to_thread(prepare, *args)
-        finally:
-            self.coming -= 1  # and enqueued in the same step of the loop: never missed
-        return prepared, await self.embed(prepared.windows)
+        self._queue.put_nowait((job, future))
+        return future
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             items = [await self._queue.get()]
-            count = len(items[0][0])
             deadline = loop.time() + self.max_wait
-            while count < self.max_batch:
+            while len(items) < self.max_batch:
                 if self._queue.empty() and not self.coming:
                     break  # nobody else on the way: waiting would only add latency
                 left = deadline - loop.time()
                 try:
-                    item = self._queue.get_nowait() if left <= 0 else \
-                        await asyncio.wait_for(self._queue.get(), left)
+                    items.append(self._queue.get_nowait() if left <= 0 or
+                                 not self._queue.empty() else
+                                 await asyncio.wait_for(self._queue.get(), left))
                 except (asyncio.QueueEmpty, asyncio.TimeoutError):
                     break
-                if count + len(item[0]) > self.max_batch:
-                    await self._flush(loop, items)
-                    items, count = [], 0
-                items.append(item)
-                count += len(item[0])
             await self._flush(loop, items)
 
     async def _flush(self, loop, items: list) -> None:
-        waiting = [(w, f) for w, f in items if not f.done()]  # a client may have gone
+        waiting = [(job, f) for job, f in items if not f.done()]  # a client may have gone
         if not waiting:
             return
         self.batches += 1
         try:
-            out = await loop.run_in_executor(self.executor, self.encode,
-                                             np.concatenate([w for w, _ in waiting]))
+            out = await loop.run_in_executor(self.executor, self.run, [j for j, _ in waiting])
         except Exception as exc:  # handed to each request, which answers for it
-            for _, future in waiting:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        start = 0
-        for windows, future in waiting:
-            if not future.done():
-                future.set_result(out[start:start + len(windows)])
-            start += len(windows)
+            out = [exc] * len(waiting)
+        for (_, future), result in zip(waiting, out):
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
