@@ -39,10 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--workers", type=positive_int, default=1,
         help="worker processes, each loading the model and the indexes (1)")
     add("--max-batch", type=positive_int, default=64,
-        help="most ECG windows the encoder runs at once, gathered from concurrent requests; "
+        help="most ECGs one batch of the model takes, gathered from concurrent requests; "
              "also the most ECGs of one request (64)")
     add("--max-wait-ms", type=float, default=5.0,
-        help="how long a request waits for others to share its batch (5 ms)")
+        help="how long a batch waits for requests still being read (5 ms); a lone request "
+             "never waits")
     add("--max-upload-mb", type=float, default=64.0, help="largest request body (64 MB)")
     add("--api-key-file", help=f"a file holding the API key (else ${KEY_VARIABLE})")
     return parser
