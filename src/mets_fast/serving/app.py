@@ -185,10 +185,11 @@ def create_app(service: Service, *, api_key: str | None = None,
                 raise ValueError(f"give the index to search (one of {sorted(service.indexes)})")
             k = _int(fields.get("k", 5), "k")
             service.check_search(index, k)
-            if _text(fields, ecgs) is not None:
-                query = await service.run(service.text_query, fields["text"])
-                return {"results": (await service.run(service.search, index, query, [k]))[0]}
-            futures = [batcher.submit(Job(r, index=index, k=k)) for r in ecgs]
+            text = _text(fields, ecgs)
+            futures = [batcher.submit(Job(r, index=index, k=k)) for r in ecgs or ()]
+        if text is not None:  # the language model, not a batch
+            query = await service.run(service.text_query, text)
+            return {"results": (await service.run(service.search, index, query, [k]))[0]}
         results = [{"results": a.hits} for a in await _answers(futures)]
         return results if many else results[0]
 
@@ -197,10 +198,10 @@ def create_app(service: Service, *, api_key: str | None = None,
     async def embed(request: Request):
         with batcher.expecting():
             fields, ecgs, many = await _read(request, service.max_batch)
-            if _text(fields, ecgs) is not None:
-                query = await service.run(service.text_query, fields["text"])
-                return {"embedding": query[0].tolist()}
-            futures = [batcher.submit(Job(r)) for r in ecgs]
+            text = _text(fields, ecgs)
+            futures = [batcher.submit(Job(r)) for r in ecgs or ()]
+        if text is not None:
+            return {"embedding": (await service.run(service.text_query, text))[0].tolist()}
         results = [{"embedding": a.query[0].tolist()} for a in await _answers(futures)]
         return results if many else results[0]
 
