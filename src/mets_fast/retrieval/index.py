@@ -18,6 +18,7 @@ manifest is written last and renamed into place, so a directory always holds one
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -50,7 +51,6 @@ _FAISS_TYPES = {"flat": "IndexFlatIP", "ivf": "IndexIVFFlat", "hnsw": "IndexHNSW
 # search: `python benchmarks/bench_retrieval.py --blas`.  It is one global of FAISS: a search
 # in another thread meanwhile may take the other path (the same results, another speed).
 BLAS_FROM_QUERIES = 8
-_SCAN_THRESHOLD: list = []  # FAISS's own threshold, read once
 
 
 def _faiss(queries: int | None = None):
@@ -58,11 +58,17 @@ def _faiss(queries: int | None = None):
     import faiss  # imported here: `import mets_fast.index` stays light
 
     if queries is not None:
-        if not _SCAN_THRESHOLD:
-            _SCAN_THRESHOLD.append(faiss.cvar.distance_compute_blas_threshold)
         faiss.cvar.distance_compute_blas_threshold = \
-            BLAS_FROM_QUERIES if queries >= BLAS_FROM_QUERIES else _SCAN_THRESHOLD[0]
+            BLAS_FROM_QUERIES if queries >= BLAS_FROM_QUERIES else _scan_threshold()
     return faiss
+
+
+@functools.cache
+def _scan_threshold() -> int:
+    """FAISS's own threshold, read before this module first sets it."""
+    import faiss
+
+    return faiss.cvar.distance_compute_blas_threshold
 
 
 class EmbeddingIndex:

@@ -162,47 +162,62 @@ def create_app(service: Service, *, api_key: str | None = None,
     async def info() -> dict:
         return service.info()
 
+    async def answered(request: Request, check) -> tuple:
+        """Reads the request and queues a :class:`Job` per ECG with the fields ``check(fields,
+        ecgs)`` returns after checking them (it raises: nothing is queued), all while the batcher
+        expects the request; then awaits the batch's answers (None for a request without ECGs):
+        ``(fields, job fields, answers, many)``."""
+        with batcher.expecting():
+            fields, ecgs, many = await _read(request, service.max_batch)
+            options = check(fields, ecgs)
+            futures = [batcher.submit(Job(r, **options)) for r in ecgs or ()]
+        return fields, options, (await _answers(futures) if ecgs else None), many
+
     @app.post("/v1/zeroshot", openapi_extra=_body_doc(ZeroShotRequest),
               responses={200: {"model": ZeroShotResult}})
     async def zeroshot(request: Request):
-        with batcher.expecting():
-            fields, ecgs, many = await _read(request, service.max_batch)
+        def check(fields: dict, ecgs) -> dict:
             if not ecgs:
                 raise ValueError("give an ECG (ecg, a .npy body or uploaded files) to classify")
-            prompts = service.prompts(fields.get("classes"), fields.get("task"),
-                                      fields.get("kind"))
-            futures = [batcher.submit(Job(r, prompts=prompts)) for r in ecgs]
-        results = [a.zeroshot for a in await _answers(futures)]
+            return {"prompts": service.prompts(fields.get("classes"), fields.get("task"),
+                                               fields.get("kind"))}
+
+        _, _, answers, many = await answered(request, check)
+        results = [a.zeroshot for a in answers]
         return results if many else results[0]
 
     @app.post("/v1/retrieve", openapi_extra=_body_doc(RetrieveRequest),
               responses={200: {"model": RetrieveResult}})
     async def retrieve(request: Request):
-        with batcher.expecting():
-            fields, ecgs, many = await _read(request, service.max_batch)
+        def check(fields: dict, ecgs) -> dict:
             index = fields.get("index")
             if not isinstance(index, str):
                 raise ValueError(f"give the index to search (one of {sorted(service.indexes)})")
             k = _int(fields.get("k", 5), "k")
             service.check_search(index, k)
-            text = _text(fields, ecgs)
-            futures = [batcher.submit(Job(r, index=index, k=k)) for r in ecgs or ()]
-        if text is not None:  # the language model, not a batch
-            query = await service.run(service.text_query, text)
-            return {"results": (await service.run(service.search, index, query, [k]))[0]}
-        results = [{"results": a.hits} for a in await _answers(futures)]
+            _text(fields, ecgs)
+            return {"index": index, "k": k}
+
+        fields, search, answers, many = await answered(request, check)
+        if answers is None:  # a text: the language model, not a batch
+            query = await service.run(service.text_query, fields["text"])
+            return {"results": (await service.run(service.search, search["index"], query,
+                                                  [search["k"]]))[0]}
+        results = [{"results": a.hits} for a in answers]
         return results if many else results[0]
 
     @app.post("/v1/embed", openapi_extra=_body_doc(EmbedRequest),
               responses={200: {"model": EmbedResult}})
     async def embed(request: Request):
-        with batcher.expecting():
-            fields, ecgs, many = await _read(request, service.max_batch)
-            text = _text(fields, ecgs)
-            futures = [batcher.submit(Job(r)) for r in ecgs or ()]
-        if text is not None:
-            return {"embedding": (await service.run(service.text_query, text))[0].tolist()}
-        results = [{"embedding": a.query[0].tolist()} for a in await _answers(futures)]
+        def check(fields: dict, ecgs) -> dict:
+            _text(fields, ecgs)
+            return {}
+
+        fields, _, answers, many = await answered(request, check)
+        if answers is None:
+            return {"embedding": (await service.run(service.text_query,
+                                                    fields["text"]))[0].tolist()}
+        results = [{"embedding": a.query[0].tolist()} for a in answers]
         return results if many else results[0]
 
     @app.post("/v1/record", openapi_extra=_body_doc(EmbedRequest),
@@ -362,7 +377,8 @@ def _int(value, name: str) -> int:
 
 
 def _text(fields: dict, ecgs) -> str | None:
-    """The request's text (a report), or None when it gives ECGs."""
+    """The request's text (a report), or None when it gives ECGs; an error unless it gives
+    one of the two."""
     text = fields.get("text")
     if (ecgs is None) == (text is None):
         raise ValueError("give an ECG or a text (one of the two)")
