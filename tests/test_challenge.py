@@ -93,7 +93,7 @@ def test_damaged_challenge_records_are_skipped_with_their_reason(tmp_path, make_
     assert prepare_main(["challenge", str(tmp_path / "t"), "--out", str(tmp_path / "s")]) == 0
     printed = capsys.readouterr().out
     assert len(ECGStore.open(tmp_path / "s")) == 1
-    assert "skipped 2 record(s)" in printed and "header declares 12 signals of 6000" in printed
+    assert "skipped 2 record(s)" in printed and "declares 12 signals of 6000 samples" in printed
     (tmp_path / "empty").mkdir()
     assert prepare_main(["challenge", str(tmp_path / "empty"), "--out", str(tmp_path / "e")]) == 1
     assert "holds no Challenge records (no .hea file below it)" in capsys.readouterr().err

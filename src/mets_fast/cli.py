@@ -31,7 +31,7 @@ COMMANDS = {
     "retrieve": ("mets_fast.retrieve", "the reports or ECGs nearest to records or reports"),
     "embed": ("mets_fast.embed", "a model's embeddings of a store, reports or records to .npy"),
     "serve": ("mets_fast.serve", "a model and its indexes over HTTP, with a page to try it"),
-    "info": (None, "version and kernel back ends"),
+    "info": (None, "version, kernel back ends and the arithmetic (bfloat16 or float32)"),
 }
 
 
@@ -50,8 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         from . import __version__
         from .jsonio import dumps
         from .loss import backends
+        from .precision import choose
 
-        print(dumps({"version": __version__, "backends": backends()}))
+        cpu = choose("cpu", preset=True)
+        print(dumps({"version": __version__, "backends": backends(),
+                     "precision": {"cpu_bf16_native": cpu.native, "cpu": cpu.reason}}))
         return 0
     return import_module(module).main(rest)
 

@@ -29,9 +29,10 @@ import numpy as np
 
 from .data.ingest import write_source
 from .data.preprocess import Settings
-from .data.records import parse_leads
+from .data.records import parse_lead_names, parse_leads
 from .data.sources import SETTINGS, open_source
 from .data.sources.wfdb import read_reports_csv
+from .data.store import check_replaceable
 from .errors import UsageError, command, positive_int, seed
 from .signal._checks import MIN_FS
 
@@ -66,6 +67,10 @@ def settings_of(args) -> Settings:
                          "pass one")
     if args.out.exists() and not (args.overwrite or args.resume):
         raise UsageError(f"--out {args.out} exists; pass --overwrite to replace it")
+    try:
+        check_replaceable(args.out)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     leads = default.leads if args.leads is None else parse_leads(args.leads)
     return Settings(fs, seconds, leads, not args.no_clean, powerline or None,
                     args.normalize or default.normalize, args.dtype or default.dtype)
@@ -91,7 +96,8 @@ def _print_summary(summary: dict, out: Path, settings: Settings) -> None:
     if summary["skipped"]:
         print(f"  skipped {summary['skipped']} record(s): {dict(summary['skip_reasons'])}")
         print(f"  first skipped: {summary['skipped_ids']}")
-        print(f"  first error: {summary['first_error']}")
+        for error, k in summary["first_errors"].items():
+            print(f"  {k} x {error}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="per-lead standardisation (default), one scale per ECG, or none")
     common.add_argument("--no-clean", action="store_true", help="skip the cleaning chain")
     common.add_argument("--powerline", type=float, default=None,
-                        help="power-line frequency of the notch in Hz (50; MIT-BIH 60; 0: off)")
+                        help="power-line frequency of the notch in Hz (the source's: 50; "
+                             "MIT-BIH 60; Challenge trees none, their databases were recorded "
+                             "on both mains; 0: off)")
     common.add_argument("--workers", type=positive_int, default=1,
                         help="processes reading records, ptbxl, wfdb, challenge and "
                              "mimic-iv-ecg only (spawned; 1: they pay off for thousands of "
@@ -155,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="PhysioNet/CinC Challenge 2020/2021 trees (.hea + .mat)")
     s.add_argument("paths", nargs="+", type=Path, metavar="ROOT",
                    help="folders searched recursively for records (every database mixed)")
+    s.add_argument("--lead-names", type=parse_lead_names, default=None, metavar="OWN=STD,...",
+                   help="map the records' own lead names to standard ones (ECG=I for the "
+                        "2017 Challenge's single lead); a record with none of the leads asked "
+                        "for is skipped, naming its leads")
     s = sub.add_parser("mimic-iv-ecg", parents=[common],
                        help="MIMIC-IV-ECG: record_list.csv, machine_measurements.csv, files/")
     s.add_argument("root", type=Path, help="the MIMIC-IV-ECG root")
@@ -178,7 +190,8 @@ def _run(args) -> int:
                          seed=args.seed, workers=args.workers,
                          rate=getattr(args, "rate", None), step=getattr(args, "step", None),
                          windows=getattr(args, "windows", "beats"), reports=reports,
-                         split=getattr(args, "split", "patient"))
+                         split=getattr(args, "split", "patient"),
+                         lead_names=getattr(args, "lead_names", None))
     summary = write_source(args.out, source, settings, workers=args.workers,
                            overwrite=args.overwrite, resume=args.resume,
                            shard_size=args.shard_size, quiet=args.quiet,

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
              "train on several sources together, each with @W for its share of each epoch "
              "if wanted (synthetic@0.5: half of every epoch; the others share the rest by "
              "size)")
-    add("--preset", choices=sorted(PRESETS), default="default",
+    add("--preset", choices=sorted(PRESETS),
         help="default (sized to a 2-core CPU), real (real data beside the synthetic corpus: "
              "augmented, for new devices, patients and lead sets), paper (Li et al. 2023) or "
              "smoke (one short epoch)")
@@ -53,14 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
     add("--device", default=None, help="cpu (default) or cuda")
     amp = parser.add_mutually_exclusive_group()
     amp.add_argument("--amp", dest="amp", action="store_true", default=None,
-                     help="bfloat16 autocast (the default preset's choice on CPUs)")
+                     help="bfloat16 autocast even where the device emulates it (the "
+                          "presets but paper use it only where the CPU or GPU computes "
+                          "bfloat16 natively: AMX, AVX512-BF16, compute capability 8+)")
     amp.add_argument("--no-amp", dest="amp", action="store_false", help="float32 throughout")
     add("--threads", type=positive_int,
         help="threads per process (default: the cores / processes)")
     add("--seed", type=seed, help="seed of the initialisation and the shuffling (0)")
     add("--out", help="run directory to create (default runs/<timestamp>)")
     add("--resume", action="store_true",
-        help="continue the run in --out from its last checkpoint")
+        help="continue the run in --out from its last checkpoint, with its own settings "
+             "(args.json; flags that would change its result are refused, but a larger "
+             "--epochs, which extends a run, finished or not)")
     add("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     add("--augment", action="store_true",
         help="augment each batch with the strengths of --preset real (those --aug-* flags "

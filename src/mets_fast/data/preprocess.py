@@ -11,11 +11,11 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from ..signal import MIN_FS, handle_nonfinite, resample, to_samples
-from .records import STANDARD_LEADS, describe_faults, lead_faults, select_leads, standard_lead
+from .records import (MIN_SECONDS, STANDARD_LEADS, describe_faults, lead_faults, select_leads,
+                      standard_lead)
 
 NORMALIZATIONS = ("lead", "record", "none")
 RESAMPLE_MARGIN = 1.0  # seconds kept past the crop for the resampling filter's reach
-MIN_SECONDS = 2.0  # a shorter recording holds under two heartbeats: nothing to score
 MAX_MV = 1e6  # a sample beyond a kilovolt is a wrong gain, not an ECG
 
 

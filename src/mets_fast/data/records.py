@@ -12,6 +12,8 @@ from ..errors import UsageError
 from ..signal import handle_nonfinite, resample
 from .wfdb_fast import read_plain, require_file
 
+MIN_SECONDS = 2.0  # a shorter recording holds under two heartbeats: nothing to score or learn
+
 STANDARD_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
 # Names the databases use for the standard leads, case-folded.  MIT-BIH's modified limb leads
@@ -94,7 +96,8 @@ def read_record(path: str | os.PathLike, fs: float | None = None,
         signal, mask = select_leads(signal, names, leads, what=f"record {base}")
         chosen = tuple(standard_lead(n) for n in leads)
     if fs is not None:
-        signal, mask = drop_unusable(signal, source_fs, mask, chosen, what=f"record {base}")
+        signal, mask = drop_unusable(signal, source_fs, mask, chosen, what=f"record {base}",
+                                     own=names)
         if fs != source_fs:
             signal = resample(signal, source_fs, float(fs))
         source_fs = float(fs)
@@ -112,6 +115,33 @@ def parse_leads(text: str) -> tuple:
     if repeated:
         raise UsageError(f"--leads names a lead twice: {repeated}")
     return leads
+
+
+def parse_lead_names(text: str) -> dict:
+    """``--lead-names``: comma-separated ``OWN=STANDARD`` pairs (``ECG=I``, ``CM5=V5``) that
+    map a database's own lead names to standard ones; a usage error (exit 2) where a pair is
+    malformed, a target is not one of the 12 standard leads, or a name is mapped twice."""
+    mapping: dict = {}
+    for pair in (p.strip() for p in text.split(",")):
+        own, sep, standard = (x.strip() for x in pair.partition("="))
+        if not sep or not own or not standard:
+            raise UsageError(f"--lead-names takes OWN=STANDARD pairs, comma-separated "
+                             f"(ECG=I), got {pair!r}")
+        if standard_lead(standard) not in STANDARD_LEADS:
+            raise UsageError(f"--lead-names {pair}: {standard!r} is not one of the standard "
+                             f"leads {', '.join(STANDARD_LEADS)}")
+        if standard_lead(own) in mapping:
+            raise UsageError(f"--lead-names maps {own!r} twice")
+        mapping[standard_lead(own)] = standard_lead(standard)
+    return mapping
+
+
+def rename_leads(names: Sequence[str], mapping: dict | None = None) -> tuple:
+    """A record's lead names in their standard spelling (:func:`standard_lead`), those that
+    `mapping` names (own name -> standard lead, as :func:`parse_lead_names` makes it) renamed
+    first."""
+    mapping = {standard_lead(k): v for k, v in (mapping or {}).items()}
+    return tuple(standard_lead(mapping.get(standard_lead(n), n)) for n in names)
 
 
 def select_leads(signal: np.ndarray, names: Sequence[str], wanted: Sequence[str],
@@ -170,15 +200,24 @@ def lead_faults(signal: np.ndarray, fs: float, max_gap: float = 1.0) -> np.ndarr
 
 
 def drop_unusable(signal: np.ndarray, fs: float, mask: np.ndarray, names: Sequence[str],
-                  what: str) -> tuple:
+                  what: str, own: Sequence[str] = ()) -> tuple:
     """A record's leads (``(leads, samples)`` at `fs` Hz, named `names`, ``mask`` True where
     present) made ready to resample: the present leads that cannot be used
     (:func:`lead_faults`) become zeros with ``mask`` False, as missing leads are, and short
     runs of invalid samples are filled (a resampling filter would smear a NaN over its
-    neighbours).  Returns ``(signal, mask)``; a ValueError naming `what` when no present lead
-    is usable."""
+    neighbours).  Returns ``(signal, mask)``; a ValueError naming `what` when the recording is
+    shorter than :data:`MIN_SECONDS`, no lead is present (the message names the record's `own`
+    leads) or none present is usable."""
+    seconds = signal.shape[-1] / float(fs)
+    if seconds < MIN_SECONDS:
+        raise ValueError(f"{what} lasts {seconds:.3g} s: too short to use (at least "
+                         f"{MIN_SECONDS:g} s, two heartbeats, as inference asks)")
+    if not mask.any():
+        raise ValueError(f"{what} has none of the leads asked for ({', '.join(names)}): its "
+                         f"leads are {', '.join(own) or 'unnamed'}; map them to standard "
+                         f"leads with --lead-names (e.g. ECG=I)")
     faults = np.where(mask, lead_faults(signal, fs), "")
-    if mask.any() and (faults[mask] != "").all():
+    if (faults[mask] != "").all():
         raise ValueError(f"{what} has no usable lead: {describe_faults(faults, names)}")
     signal = np.where(faults[:, None] != "", 0.0, signal)
     return (handle_nonfinite(signal, fs, "interpolate", name=what), mask & (faults == ""))

@@ -40,7 +40,7 @@ import pandas as pd
 from ..atomic import atomic_file, commit_dir, fsync_dir, lock, write_text
 from .summary import check_leads, check_written, summarize
 from .preprocess import Settings, preprocess
-from .store import check_meta, cut_npy, new_manifest, write_parts
+from .store import check_meta, check_replaceable, cut_npy, new_manifest, write_parts
 
 CHUNK = 256  # records read and preprocessed at a time within a shard
 SHARD_SIZE = 1024
@@ -93,6 +93,7 @@ def write_sharded(out: Path, source: ShardedSource, settings: Settings, *, worke
         if resume:
             return {"written": None}
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    check_replaceable(out)
     work.mkdir(parents=True, exist_ok=True)
     held = lock(work, f"preparing {out}")
     try:

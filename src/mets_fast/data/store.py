@@ -42,6 +42,40 @@ REQUIRED_COLUMNS = ("id", "report", "report_clean", "split", "source", "supercla
 LABEL_COLUMNS = ("superclass", "subclass", "form", "rhythm")
 
 
+# What a store directory holds: --overwrite replaces a directory of these files only
+STORE_FILES = frozenset({"manifest.json", "signals.npy", "lead_mask.npy", *META.values()})
+
+
+def check_replaceable(path: str | os.PathLike) -> None:
+    """Raises ValueError unless `path` may be replaced by a new store (``--overwrite``): it is
+    absent, an empty directory, or a store (its ``manifest.json`` names this format) holding
+    nothing but a store's files.  A plain file, a folder of other files, a store with files of
+    someone else's inside: refused, naming what is there, so that nothing a user keeps is
+    deleted for a store."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise ValueError(f"{path} is a file, not an ECG store: --overwrite replaces only a "
+                         f"store or an empty folder; give another --out")
+    names = sorted(p.name for p in path.iterdir())
+    if not names:
+        return
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError):
+        manifest = None
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an ECG store (no mets_fast manifest.json) and holds "
+                         f"{shown}: --overwrite replaces only a store or an empty folder; "
+                         f"give another --out")
+    others = [n for n in names if n not in STORE_FILES or not (path / n).is_file()]
+    if others:
+        raise ValueError(f"{path} is an ECG store but also holds {', '.join(others[:5])}, "
+                         f"which are not a store's: move them out, or give another --out")
+
+
 def store_row(id: str, report: str, split: str | None, source: str, *,
               report_clean: str | None = None, superclass=(), subclass=(), form=(), rhythm=(),
               **extra) -> dict:
@@ -322,6 +356,7 @@ class StoreWriter:
         if self.path.exists() and not overwrite:
             raise FileExistsError(f"{self.path} exists; pass overwrite=True (--overwrite) to "
                                   f"replace it")
+        check_replaceable(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = temp_dir(self.path)
         self.signals = np.lib.format.open_memmap(self._tmp / "signals.npy", mode="w+",

@@ -5,6 +5,7 @@ by name is in no record."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import numpy as np
@@ -18,6 +19,7 @@ def summarize(meta: pd.DataFrame, skipped: list) -> dict:
                "skip_reasons": Counter(s["skip"].split(":")[0] for s in skipped),
                "skipped_ids": [s["id"] for s in skipped[:20]],
                "first_error": skipped[0]["skip"] if skipped else None,
+               "first_errors": _first_errors(skipped),
                "splits": dict(Counter(meta["split"])) if len(meta) else {},
                "no_report": int((meta["report_clean"].astype(str).str.strip() == "").sum())
                if len(meta) else 0}
@@ -27,10 +29,24 @@ def summarize(meta: pd.DataFrame, skipped: list) -> dict:
     return summary
 
 
+def _first_errors(skipped: list) -> dict:
+    """The first message of each distinct skip reason, with how many records it stopped
+    (``{"ValueError: record A0001 lasts 1.5 s ...": 3}``), at most five: reasons that differ
+    only in a record's name, path or numbers (any word with a digit) count as one."""
+    counts: Counter = Counter()
+    first: dict = {}
+    for s in skipped:
+        shape = re.sub(r"\S*\d\S*", "#", s["skip"])
+        counts[shape] += 1
+        first.setdefault(shape, s["skip"])
+    return {first[shape]: k for shape, k in counts.most_common(5)}
+
+
 def check_written(out, written: int, skipped: list) -> None:
-    """A ValueError when no ECG could be prepared for the store at `out`."""
+    """A ValueError when no ECG could be prepared for the store at `out` (naming each distinct
+    reason once)."""
     if not written:
-        detail = f"; the first error: {skipped[0]['skip']}" if skipped else ""
+        detail = "".join(f"; {k} x {error}" for error, k in _first_errors(skipped).items())
         raise ValueError(f"no ECG could be prepared for {out} ({len(skipped)} skipped"
                          f"{detail})")
 

@@ -108,6 +108,14 @@ def committed_checkpoints(run_dir: Path) -> list:
     return [p for _, p in sorted(found)]
 
 
+def checkpoint_epoch(path: Path) -> int:
+    """The epoch a committed checkpoint directory (``epoch-0003``) ends."""
+    found = _EPOCH_DIR.match(Path(path).name)
+    if found is None:
+        raise ValueError(f"{path} is not a checkpoint directory (epoch-NNNN)")
+    return int(found.group(1))
+
+
 def restore_checkpoint(path: Path, model: torch.nn.Module,
                        optimizer: torch.optim.Optimizer | None = None) -> dict:
     """Loads a committed checkpoint into `model` (and `optimizer`), restores the RNG state and

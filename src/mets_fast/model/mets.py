@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from ..data.preprocess import DEFAULT_SETTINGS, Settings, prepare_recording
 from ..loss import ContrastiveLoss
+from ..precision import device_bf16
 from ..text.space import TextSpace
 from .resnet1d import ResNet1d
 
@@ -36,8 +37,8 @@ class METSModel(nn.Module):
             it.
         init_temperature: the loss's initial temperature (0.07: scale 1/0.07).
         amp: the model was trained under bfloat16 autocast; :meth:`embed_ecgs` then encodes
-            batches in bfloat16 too (2x faster on CPUs with AMX; embeddings within cosine
-            0.9999 of float32's).
+            batches in bfloat16 too where the device computes it natively (2x faster on
+            CPUs with AMX; embeddings within cosine 0.9999 of float32's).
     """
 
     def __init__(self, text_dim: int, embed_dim: int = 128, settings: Settings = DEFAULT_SETTINGS,
@@ -143,9 +144,10 @@ class METSModel(nn.Module):
         (the previous mode is restored), `batch_size` at a time: any array that slices (a
         store's float16 memory map included) or a tensor.
 
-        ``amp``: bfloat16 autocast (default: as the model was trained, :attr:`amp`).  On the
-        CPU, batches of fewer than :data:`AMP_MIN_BATCH` ECGs stay in float32, which oneDNN runs
-        faster there (one record's latency)."""
+        ``amp``: bfloat16 autocast (default: as the model was trained, :attr:`amp`, where this
+        device computes bfloat16 natively: :mod:`mets_fast.precision`; a CPU that emulates it
+        would take 10x longer).  On the CPU, batches of fewer than :data:`AMP_MIN_BATCH` ECGs
+        stay in float32, which oneDNN runs faster there (one record's latency)."""
         shape = tuple(getattr(ecgs, "shape", ()))
         expected = (len(self.settings.leads), self.settings.samples)
         if len(shape) != 3 or shape[1:] != expected:
@@ -153,7 +155,8 @@ class METSModel(nn.Module):
                              f"model.preprocess makes them, got shape {shape}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        amp = self.amp if amp is None else amp
+        if amp is None:
+            amp = self.amp and device_bf16(self.device)[0]
         training = self.training
         self.eval()
         out = []

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,6 +27,7 @@ from ..jsonio import dumps, read_json, write_json
 from ..loss import NonFiniteError
 from ..model import checkpoint
 from ..model.mets import METSModel
+from ..precision import Precision, choose, device_bf16
 from ..threads import set_threads
 from . import distributed
 from .augment import RECIPE, Augment, augment
@@ -84,34 +86,73 @@ def prepared_stores(specs: list, n: int, quiet: bool) -> list:
             for s in specs]
 
 
-def resolve(data: str | list | None = "synthetic", preset: str = "default",
+def resolve(data: str | list | None = None, preset: str | None = None,
             **overrides) -> TrainConfig:
     """A full configuration: the preset's values for the data's kind (several ``data`` values
-    of different kinds: the preset as it is; None: ``synthetic``), then `overrides` (None
-    values ignored)."""
-    values = data_list("synthetic" if data is None else data)
+    of different kinds: the preset as it is; None: ``synthetic``; preset None: ``default``),
+    then `overrides` (None values ignored).  ``amp``: True or False obeys; None takes the
+    preset's choice where the device computes bfloat16 natively (:mod:`mets_fast.precision`).
+
+    With ``resume`` and an ``out`` that holds a run's ``args.json``, the run's own settings
+    are the base instead, so that ``--out RUN --resume`` alone continues it; the flags given
+    override them (and a change that would alter the result is refused when the run starts,
+    but for a larger ``epochs``, which extends it)."""
+    rest = {"lm": "default", "device": "cpu", "threads": None, "seed": 0, "out": None,
+            "resume": False, "quiet": False, "val_size": VAL_SIZE}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given.get("augment"):  # the recipe's strengths, where no flag gives its own
+        given = {**{f"aug_{k}": v for k, v in RECIPE._asdict().items()}, **given}
+    if data is not None:
+        given["data"] = _data_value(data)
+    if preset is not None:
+        given["preset"] = preset
+    saved = Path(given["out"]) / "args.json" if given.get("resume") and given.get("out") \
+        else None
+    if saved is not None and saved.is_file():
+        base = {**BEFORE_IT_EXISTED, **rest, **read_json(saved)}
+        fields = {k: given.get(k, base.get(k)) for k in TrainConfig._fields}
+    else:
+        data = _data_value(given.get("data", "synthetic"))
+        values = preset_for(given.get("preset", "default"), _data_kind(data))._asdict()
+        requested = given.pop("amp", None)
+        fields = {**values, **rest, **given, "data": data,
+                  "preset": given.get("preset", "default")}
+        fields["amp"] = choose(fields["device"], values["amp"], requested).amp
+        fields = {k: fields[k] for k in TrainConfig._fields}
+    if fields["out"] is None:
+        fields["out"] = str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    config = TrainConfig(**fields)
+    _check(config)
+    return config
+
+
+def _data_value(data: str | list) -> str | list:
+    """``--data`` as a run records it: one value, or a list of several (checked: at least one,
+    none named twice)."""
+    values = data_list(data)
     if not values:
         raise ValueError("--data: give at least one source")
-    specs = [parse_data(d, weighted=True) for d in values]
-    named = [str(spec) for spec in specs]
+    named = [str(parse_data(d, weighted=True)) for d in values]
     twice = sorted({v for v in named if named.count(v) > 1})
     if twice:
         raise ValueError(f"--data names {twice[0]!r} twice")
-    kinds = {spec.kind for spec in specs}
-    kind = kinds.pop() if len(kinds) == 1 else "mixed"
-    data = values[0] if len(values) == 1 else values
-    values = preset_for(preset, kind)._asdict()
-    if overrides.get("augment"):  # the recipe's strengths, where no flag gives its own
-        values.update({f"aug_{k}": v for k, v in RECIPE._asdict().items()})
-    values.update({k: v for k, v in overrides.items() if v is not None and k in values})
-    rest = {"lm": "default", "device": "cpu", "threads": None, "seed": 0, "out": None,
-            "resume": False, "quiet": False, "val_size": VAL_SIZE}
-    rest.update({k: v for k, v in overrides.items() if k in rest and v is not None})
-    if rest["out"] is None:
-        rest["out"] = str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
-    config = TrainConfig(data=data, preset=preset, **values, **rest)
-    _check(config)
-    return config
+    return values[0] if len(values) == 1 else list(values)
+
+
+def _data_kind(data: str | list) -> str:
+    """The kind of the data (``synthetic``, ``ptbxl``, ...; ``mixed`` for several kinds)."""
+    kinds = {parse_data(d, weighted=True).kind for d in data_list(data)}
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+def precision_of(config: TrainConfig) -> Precision:
+    """The arithmetic a run computes in on its device (its ``amp`` as resolved), and why: the
+    preset's choice under the bfloat16 rule, or a flag (or the run being resumed) that asked
+    otherwise."""
+    native, _ = device_bf16(config.device)
+    preset = preset_for(config.preset, _data_kind(config.data)).amp
+    return choose(config.device, preset,
+                  None if config.amp == (preset and native) else config.amp)
 
 
 def _check(c: TrainConfig) -> None:
@@ -183,8 +224,9 @@ class _Run:
             raise ValueError(f"--batch-size {config.batch_size} (the global batch) must divide "
                              f"evenly over {world.size} processes")
         self.specs = specs
-        self._lock, self._made = None, False
+        self._lock, self._made, self.extended = None, False, False
         self.resuming = self._check_out(config.resume)
+        self.precision = precision_of(config)
 
     def prepare(self) -> None:
         """Takes the run directory, then the data and the reports' embeddings."""
@@ -192,6 +234,13 @@ class _Run:
         distributed.barrier(world)
         if world.main:
             self._take_out()
+            if self.precision.amp and not self.precision.native:
+                warnings.warn(self.precision.reason, stacklevel=2)
+            elif not config.quiet:
+                print(f"arithmetic: {self.precision.reason}", flush=True)
+            if self.extended and not config.quiet:
+                print(f"extending the run to {config.epochs} epochs: the learning-rate "
+                      f"schedule is recomputed over the new total", flush=True)
         set_threads(config.threads)
         if world.main:
             paths = prepared_stores(self.specs, config.corpus_size, config.quiet)
@@ -223,10 +272,17 @@ class _Run:
                                  f"or choose another directory (runs are never overwritten)")
             saved = {**BEFORE_IT_EXISTED, **read_json(self.out / "args.json")}
             changed = [f"--{k.replace('_', '-')} {saved.get(k)!r} -> {getattr(self.c, k)!r}"
-                       for k in RESULT_KEYS if saved.get(k) != getattr(self.c, k)]
+                       for k in RESULT_KEYS
+                       if k != "epochs" and saved.get(k) != getattr(self.c, k)]
             if changed:
                 raise ValueError("--resume: these arguments differ from the run being resumed "
                                  "and would change its result: " + "; ".join(changed))
+            done = checkpoint.checkpoint_epoch(checkpoint.committed_checkpoints(self.out)[-1])
+            if self.c.epochs < done:
+                raise ValueError(f"--resume: the run has trained {done} epochs already; "
+                                 f"--epochs {self.c.epochs} would end it before that (give "
+                                 f"{done} or more)")
+            self.extended = self.c.epochs != saved.get("epochs")
             return True
         if self.out.exists():
             if not self.out.is_dir():
@@ -359,6 +415,7 @@ class _Run:
             metrics = _read_metrics(self.out / "metrics.jsonl", start)
         elif world.main:
             checkpoint.write_config(self.out, model)
+        if world.main and (self.extended or not self.resuming):
             write_json(self.out / "args.json", c._asdict())
         wrapped = model if world.size == 1 else torch.nn.parallel.DistributedDataParallel(model)
         local = c.batch_size // world.size

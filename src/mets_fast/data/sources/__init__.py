@@ -30,12 +30,14 @@ def open_source(kind: str, settings: Settings, *, root: Path | None = None,
                 paths: Sequence | None = None, n: int = synthetic.CORPUS_SIZE, seed: int = 0,
                 workers: int = 1, rate: int | None = None, step: float | None = None,
                 windows: str = "beats", reports: dict | None = None,
-                split: str = "patient") -> Source | ShardedSource:
+                split: str = "patient",
+                lead_names: dict | None = None) -> Source | ShardedSource:
     """The source of one kind (``"synthetic"``: `n` ECGs of the embedded corpus; ``"ptbxl"``
     and ``"mitbih"``: the data set at `root`; ``"wfdb"``: the records at `paths`;
     ``"challenge"``: the trees at `paths`, or at `root`; ``"mimic-iv-ecg"``: the tree at
     `root`, split by patient or, with ``split="random"``, by record, as a
-    :class:`~mets_fast.data.shards.ShardedSource`)."""
+    :class:`~mets_fast.data.shards.ShardedSource`).  `lead_names`: a Challenge tree's own lead
+    names mapped to standard ones (``{"ECG": "I"}``)."""
     if kind == "synthetic":
         return synthetic.source(settings, n, seed=seed)
     if kind == "ptbxl":
@@ -45,7 +47,8 @@ def open_source(kind: str, settings: Settings, *, root: Path | None = None,
     if kind == "wfdb":
         return wfdb.source(settings, paths, seed=seed, workers=workers, reports=reports)
     if kind == "challenge":
-        return challenge.source(settings, paths or [root], seed=seed, workers=workers)
+        return challenge.source(settings, paths or [root], seed=seed, workers=workers,
+                                lead_names=lead_names)
     if kind == "mimic-iv-ecg":
         return mimic.source(settings, root, seed=seed, split=split)
     raise ValueError(f"unknown source {kind!r}; expected one of {SOURCES}")

@@ -10,10 +10,11 @@ report is built from its labels' names in the other sources' register ("sinus ta
 premature atrial contraction. t wave abnormal."), so the trees can pre-train as well as
 evaluate.
 
-The header is parsed here rather than by ``wfdb.rdheader``, which refuses the 2020 Georgia
-release's record lines (``E00009.mat 12 500 5000 05-May-2020 14:50:55``: a file name as the
-record name, a date in another format); gains with or without a baseline (``1000.0(0)/mV``,
-``4880/mV``) and µV units are read.  Records of any rate (INCART's 257 Hz, 30 min; PTB's
+Records are read by :func:`~mets_fast.data.wfdb_mat.read_mat` (the 2020 Georgia record lines
+that wfdb refuses, a header that disagrees with its matrix refused), as ``read_record`` reads
+them for inference.  A tree of other leads (the 2017 Challenge's single ``ECG``) is read with
+``lead_names`` mapping them to standard ones; a record without any of the leads asked for is
+skipped, saying which leads it has.  Records of any rate (INCART's 257 Hz, 30 min; PTB's
 1000 Hz) are resampled and cut into consecutive windows of the settings' length, as any long
 record.  A record that cannot be read is skipped with its reason; nothing else stops the run.
 """
@@ -21,19 +22,21 @@ record.  A record that cannot be read is skipped with its reason; nothing else s
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
+from typing import Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from ...signal import resample
+from ...signal import resample, resampled_length
 from ..preprocess import DEFAULT_SETTINGS, Settings, cut_windows
-from ..records import drop_unusable, select_leads, standard_lead
+from ..records import drop_unusable, rename_leads, select_leads
 from ..splits import split_groups
 from ..store import store_row
-from ..wfdb_fast import record_line, signal_gain
+from ..wfdb_fast import record_line
+from ..wfdb_mat import read_mat
 from .items import Item, Source
 from .wfdb import read_many
 
@@ -41,9 +44,13 @@ SETTINGS = DEFAULT_SETTINGS._replace(powerline=None)  # eight databases, two mai
 LABELS = Path(__file__).resolve().parents[1] / "challenge_labels"
 NORMAL = "426783006"  # sinus rhythm: the Challenge metric's normal class
 
-# The source database of a record, from its name's prefix (longest first).
-DATABASES = (("HR", "PTB-XL"), ("JS", "Chapman-Shaoxing/Ningbo"), ("A", "CPSC2018"),
-             ("Q", "CPSC-Extra"), ("I", "INCART"), ("S", "PTB"), ("E", "Georgia"))
+# The databases of the 2020/2021 Challenges: how each names its records (a letter code and a
+# fixed count of digits) and the rate it recorded at.  The 2017 Challenge's A00001 (300 Hz,
+# one lead) is none of them, though it opens with CPSC2018's A.
+DATABASES = (("PTB-XL", r"HR\d{5}", 500.0), ("Chapman-Shaoxing/Ningbo", r"JS\d{5}", 500.0),
+             ("CPSC2018", r"A\d{4}", 500.0), ("CPSC-Extra", r"Q\d{4}", 500.0),
+             ("INCART", r"I\d{4}", 257.0), ("PTB", r"S\d{4}", 1000.0),
+             ("Georgia", r"E\d{5}", 500.0))
 
 
 class ChallengeRecord(NamedTuple):
@@ -96,10 +103,12 @@ def challenge_labels() -> Labels:
     return Labels(names, abbreviations, tuple(scored), matrix, same)
 
 
-def database_of(name: str) -> str:
-    """The database a Challenge record comes from, by its name's prefix ("unknown" if none)."""
-    for prefix, database in DATABASES:
-        if name.startswith(prefix):
+def database_of(name: str, fs: float | None = None) -> str:
+    """The database a Challenge record comes from, by the whole of its name (the database's
+    letters and count of digits) and, where given, its sampling rate `fs` in Hz; "unknown"
+    where none matches."""
+    for database, pattern, rate in DATABASES:
+        if re.fullmatch(pattern, name) and (fs is None or fs == rate):
             return database
     return "unknown"
 
@@ -130,69 +139,28 @@ def challenge_headers(roots) -> list:
     return sorted(dict.fromkeys(found), key=lambda p: (p.stem, str(p)))
 
 
-def read_challenge(header: str | os.PathLike) -> ChallengeRecord:
-    """Reads one Challenge record (its ``.hea`` and the ``.mat`` it names).  Raises
+def read_challenge(header: str | os.PathLike,
+                   lead_names: Mapping[str, str] | None = None) -> ChallengeRecord:
+    """Reads one Challenge record (its ``.hea`` and the ``.mat`` it names,
+    :func:`~mets_fast.data.wfdb_mat.read_mat`).  `lead_names` maps the record's own names of
+    leads to standard ones (``{"ECG": "I"}`` for the 2017 Challenge's single lead).  Raises
     FileNotFoundError or ValueError naming the file and what is wrong."""
-    import scipy.io
-
     header = Path(header)
     if header.suffix != ".hea":
         header = header.with_name(header.name + ".hea")
-    lines = [line.strip() for line in header.read_text(errors="replace").splitlines()]
-    fields = [line.split() for line in lines if line and not line.startswith("#")]
-    if not fields:
-        raise ValueError(f"{header}: no record line")
-    try:
-        n_sig, fs, length = record_line(fields[0])
-    except ValueError:
-        raise ValueError(f"{header}: cannot read the record line {' '.join(fields[0])!r}") \
-            from None
-    if n_sig < 1 or len(fields) < n_sig + 1 or not fs > 0:
-        raise ValueError(f"{header}: the record line declares {n_sig} signal(s) at {fs:g} Hz "
-                         f"with {len(fields) - 1} signal line(s)")
-    files, scale, names = set(), [], []
-    for f in fields[1:n_sig + 1]:
-        if len(f) < 5:
-            raise ValueError(f"{header}: a signal line has {len(f)} fields: {' '.join(f)!r}")
-        files.add(f[0])
-        scale.append(_gain(f, header))
-        names.append(standard_lead(" ".join(f[8:]) if len(f) > 8 else f"lead{len(names)}"))
-    if len(files) != 1 or not next(iter(files)).endswith(".mat"):
-        raise ValueError(f"{header}: the signals must come from one .mat file, got "
-                         f"{sorted(files)}")
-    mat = header.parent / next(iter(files))
-    if not mat.is_file():
-        raise FileNotFoundError(f"Challenge signal file not found: {mat} (named in {header})")
-    try:
-        val = scipy.io.loadmat(str(mat))["val"]
-    except Exception as exc:  # scipy raises several types for a damaged file
-        raise ValueError(f"{mat} cannot be read as a MATLAB file holding 'val': {exc}") \
-            from None
-    if val.ndim != 2 or val.shape[0] != n_sig or (length is not None and val.shape[1] != length):
-        raise ValueError(f"{mat} holds {val.shape}, the header declares {n_sig} signals of "
-                         f"{length} samples")
-    gains = np.array([g for g, _ in scale])[:, None]
-    baselines = np.array([b for _, b in scale])[:, None]
-    signal = (val.astype(np.float64) - baselines) / gains
+    read = read_mat(header.with_suffix(""), header)
+    if read is None:
+        raise ValueError(f"{header}: the signals must come from one .mat file")
+    signal, fs, names, lines = read
+    leads = rename_leads(names, lead_names)
     comments = {}
     for line in lines:
-        if line.startswith("#") and ":" in line:
-            key, _, value = line.lstrip("#").partition(":")
+        key, sep, value = line.partition(":")
+        if sep:
             comments[key.strip().lower()] = value.strip()
     codes = tuple(c.strip() for c in comments.get("dx", "").split(",") if c.strip())
-    return ChallengeRecord(signal, fs, tuple(names), _age(comments.get("age")),
+    return ChallengeRecord(signal, fs, leads, _age(comments.get("age")),
                            _sex(comments.get("sex")), codes, header.stem.removesuffix(".mat"))
-
-
-def _gain(f: list, header: Path) -> tuple:
-    """(ADC units per mV, baseline) of a signal line (µV units read as such)."""
-    try:
-        gain, baseline, units = signal_gain(f[2], f[4])
-    except ValueError:
-        raise ValueError(f"{header}: cannot read the gain {f[2]!r}") from None
-    if units.lower() in ("uv", "µv"):
-        gain *= 1000.0
-    return gain, baseline
 
 
 def _age(text) -> float | None:
@@ -214,63 +182,68 @@ def _sex(text) -> str | None:
 def read_windows(args) -> tuple:
     """Worker: a record read, resampled and cut into windows ``(n, leads, samples)`` with
     its mask, real length and (age, sex, codes); or the error that stopped it."""
-    header, fs, leads, samples = args
+    header, fs, leads, samples, lead_names = args
     try:
-        rec = read_challenge(header)
+        rec = read_challenge(header, lead_names)
         what = f"record {rec.name}"
         signal, mask = select_leads(rec.signal, rec.leads, leads, what=what)
-        signal, mask = drop_unusable(signal, rec.fs, mask, leads, what)
+        signal, mask = drop_unusable(signal, rec.fs, mask, leads, what, own=rec.leads)
         if rec.fs != fs:
             signal = resample(signal, rec.fs, fs)
     except (OSError, ValueError) as exc:
         return None, None, 0, None, f"{type(exc).__name__}: {exc}"
     windows, length = cut_windows(signal.astype(np.float32), samples)
-    return windows, mask, length, (rec.age, rec.sex, rec.codes), None
+    return windows, mask, length, (rec.age, rec.sex, rec.codes, rec.fs), None
 
 
-def source(settings: Settings, roots, *, seed: int = 0, workers: int = 1) -> Source:
+def source(settings: Settings, roots, *, seed: int = 0, workers: int = 1,
+           lead_names: Mapping[str, str] | None = None) -> Source:
     """The records below `roots` (a folder or a list of them); see :func:`challenge_source`."""
     roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
     headers = challenge_headers(roots)
     bound = sum(_windows_at_most(h, settings) for h in headers)
-    return Source(challenge_source(headers, settings, seed, workers), bound,
+    return Source(challenge_source(headers, settings, seed, workers, lead_names), bound,
                   {"source": "challenge", "seed": seed})
 
 
 def _windows_at_most(header: Path, settings: Settings) -> int:
-    """How many windows a record can give, from its header's record line alone (1 where the
-    line does not say: a record it misdescribes is skipped when read)."""
+    """How many windows a record gives, from its header's record line alone (exact: a record
+    whose matrix disagrees with its header is skipped when read; 1 where the line does not
+    say)."""
     try:
         with open(header, errors="replace") as f:
             first = next(line for line in f if line.strip() and not line.startswith("#"))
         _, fs, length = record_line(first.split())
-        seconds = length / fs
+        samples = resampled_length(length, fs, settings.fs)
     except (OSError, StopIteration, TypeError, ValueError, ZeroDivisionError):
         return 1  # TypeError: no sample count
-    return max(1, int(seconds * settings.fs) // settings.samples + 1)
+    return max(1, samples // settings.samples)
 
 
-def challenge_source(headers: list, settings: Settings, seed: int = 0, workers: int = 1):
+def challenge_source(headers: list, settings: Settings, seed: int = 0, workers: int = 1,
+                     lead_names: Mapping[str, str] | None = None):
     """One item per window of each record (``id`` ``challenge-<name>``, ``-w<k>`` after it
     for the windows of a longer record), split by record (80/10/10, seeded: the trees carry no
     patient ids), with ``database``, ``age``, ``sex``, the merged SNOMED CT codes (``dx``) and
-    those the tables do not know (``dx_unknown``)."""
+    those the tables do not know (``dx_unknown``).  `lead_names`: the records' own lead names
+    mapped to standard ones (:func:`~mets_fast.data.records.parse_lead_names`)."""
     labels = challenge_labels()
     names = [h.stem for h in headers]
     split = split_groups(names, (0.8, 0.1, 0.1), seed)
-    tasks = [(str(h), settings.fs, settings.leads, settings.samples) for h in headers]
+    tasks = [(str(h), settings.fs, settings.leads, settings.samples, dict(lead_names or {}))
+             for h in headers]
     for k, (windows, mask, length, info, error) in enumerate(read_many(tasks, workers,
                                                                        read_windows)):
         name = f"challenge-{names[k]}"
         if error is not None:
             yield Item(None, {"id": name, "skip": error})
             continue
-        age, sex, codes = info
+        age, sex, codes, fs = info
         dx = labels.merged(codes)
         report = report_of(dx, labels)
         for w, window in enumerate(windows):
             row = store_row(name if len(windows) == 1 else f"{name}-w{w}", report, split[k],
-                            "challenge", database=database_of(names[k]), record=names[k],
+                            "challenge", database=database_of(names[k], fs), record=names[k],
                             age=age, sex=sex, dx=[c for c in dx if c in labels.names],
                             dx_unknown=[c for c in dx if c not in labels.names])
             yield Item(window, row, mask, length)
