@@ -81,7 +81,8 @@ def test_resume_continues_bit_for_bit(tiny_lm, tmp_path, augment):
     args = build_parser().parse_args(run_args(tiny_lm, split, *common))
     fit(resolve(**vars(args)), stop_after=1)
     assert [p.name for p in checkpoint.committed_checkpoints(split)] == ["epoch-0001"]
-    assert train_main(run_args(tiny_lm, split, *common, "--resume")) == 0
+    # the run's own settings (args.json): --out and --resume are enough
+    assert train_main(["--out", str(split), "--resume", "--quiet"]) == 0
     a = mets_fast.load(whole).state_dict()
     b = mets_fast.load(split).state_dict()
     for key in a:
@@ -116,9 +117,33 @@ def test_resume_refuses_changed_arguments(tiny_lm, tmp_path, capsys):
     assert "holds a run; pass --resume" in capsys.readouterr().err
     assert train_main(run_args(tiny_lm, out, "--epochs", "2", "--lr", "0.01", "--resume")) == 1
     err = capsys.readouterr().err
-    assert "--epochs 1 -> 2" in err and "--lr" in err
+    assert "--lr 0.001 -> 0.01" in err and "--epochs" not in err  # a larger --epochs extends
+    assert train_main(["--out", str(out), "--resume", "--seed", "9", "--quiet"]) == 1
+    assert "--seed 0 -> 9" in capsys.readouterr().err
+    assert train_main(run_args(tiny_lm, out, "--epochs", "1", "--resume")) == 0  # finished
     assert train_main(["--resume"]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_resume_takes_the_runs_own_settings_and_extends_a_finished_run(tiny_lm, tmp_path,
+                                                                       capsys):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    common = ["--epochs", "3", "--threads", "1", "--seed", "2", "--augment", "--aug-noise", "0.1"]
+    assert train_main(run_args(tiny_lm, whole, *common)) == 0
+    # two epochs, finished; then `--out RUN --resume --epochs 3` alone, without the other flags
+    assert train_main(run_args(tiny_lm, split, "--epochs", "2", *common[2:])) == 0
+    assert train_main(["--out", str(split), "--resume", "--epochs", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "extending the run to 3 epochs" in out
+    args = json.loads((split / "args.json").read_text())
+    assert args["epochs"] == 3 and args["aug_noise"] == 0.1 and args["lm"] == str(tiny_lm)
+    assert [p.name for p in checkpoint.committed_checkpoints(split)][-1] == "epoch-0003"
+    # the schedule is the new total's: the extended run is not the 3-epoch run bit for bit,
+    # but it trained the third epoch with the run's own data, seed and augmentations
+    metrics = [json.loads(x) for x in (split / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    assert train_main(["--out", str(split), "--resume", "--epochs", "2"]) == 1
+    assert "has trained 3 epochs already" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("data,phrase", [
@@ -352,3 +377,16 @@ def test_several_data_sources_train_together(tiny_lm, tmp_path, capsys, make_ecg
                                        f"store:{tmp_path / 'ch'}", "--out",
                                        str(tmp_path / "w2")]) == 1
     assert "must sum to less than 1" in capsys.readouterr().err
+
+
+def test_a_run_says_its_arithmetic_and_records_it(tiny_lm, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("METS_FAST_CPU_ISA", "avx2")  # a CPU without bfloat16, on any CPU
+    plain = [a for a in SMALL if a != "--quiet"] + ["--lm", str(tiny_lm), "--epochs", "1"]
+    assert train_main(plain + ["--out", str(tmp_path / "a")]) == 0
+    captured = capsys.readouterr()
+    first = captured.out.splitlines()[0]
+    assert first.startswith("arithmetic: float32") and "METS_FAST_CPU_ISA=avx2" in first
+    assert json.loads((tmp_path / "a" / "args.json").read_text())["amp"] is False
+    with pytest.warns(UserWarning, match="bfloat16 autocast, as asked, although"):
+        assert train_main(run_args(tiny_lm, tmp_path / "b", "--epochs", "1", "--amp")) == 0
+    assert json.loads((tmp_path / "b" / "args.json").read_text())["amp"] is True

@@ -52,7 +52,7 @@ def _run(args) -> int:
     from .threads import set_threads
 
     roots = benchmark_roots(args)
-    args.leads = parse_leads(args.leads) if args.leads else None
+    args.leads = parse_leads(args.leads) if args.leads is not None else None
     if args.data:
         try:
             spec = parse_data(args.data)

@@ -34,6 +34,7 @@ from .data.sources import SETTINGS, open_source
 from .data.sources.wfdb import read_reports_csv
 from .data.store import check_replaceable
 from .errors import UsageError, command, positive_int, seed
+from .processes import cap_workers
 from .signal._checks import MIN_FS
 
 
@@ -50,6 +51,7 @@ def settings_of(args) -> Settings:
         raise UsageError(f"--fs must be at least {MIN_FS:g} Hz, got {fs:g}")
     if args.source == "synthetic" and args.n < 1:
         raise UsageError(f"--n must be a positive number of ECGs, got {args.n}")
+    args.workers = cap_workers(args.workers)
     if args.workers > 1 and args.source in ("synthetic", "mitbih"):
         raise UsageError(f"--workers applies to ptbxl, wfdb, challenge and mimic-iv-ecg "
                          f"(processes reading records); "

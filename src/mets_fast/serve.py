@@ -71,26 +71,37 @@ def settings(args) -> dict:
             raise UsageError(f"--index {name}: {folder} is not a directory")
         indexes[name] = str(Path(folder).resolve())
     key = _api_key(args.api_key_file)
+    if key is not None and args.api_key_file is not None:
+        # a worker of --workers N reads the key from the file itself: it never travels in the
+        # settings (an environment variable every child process and /proc would show)
+        key_file = str(Path(args.api_key_file).resolve())
+    else:
+        key_file = None
     if key is None and not _loopback(args.host):
         raise UsageError(f"refusing to serve on {args.host} without an API key: anyone who "
                          f"reaches it could use the model; set ${KEY_VARIABLE} or give "
                          f"--api-key-file (or bind to 127.0.0.1)")
+    _free(args.host, args.port)
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     return {"model": str(Path(args.model).resolve()), "indexes": indexes, "threads": threads,
             "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
-            "max_upload_mb": args.max_upload_mb, "api_key": key}
+            "max_upload_mb": args.max_upload_mb, "api_key_file": key_file,
+            "limits": limits_of(args)._asdict()}
 
 
 def app_from_settings(values: dict):
-    """The ASGI app of `values` (:func:`settings`): the model and indexes loaded, threads set."""
+    """The ASGI app of `values` (:func:`settings`): the model and indexes loaded, threads set,
+    the API key read from its file or ``$METS_FAST_API_KEY``."""
     from .serving.app import create_app
+    from .serving.limits import Limits
     from .serving.service import Service
     from .threads import set_threads
 
     set_threads(values["threads"])
+    limits = Limits(**values["limits"])
     service = Service.load(values["model"], values["indexes"], max_batch=values["max_batch"],
-                           max_wait_ms=values["max_wait_ms"])
-    return create_app(service, api_key=values["api_key"],
+                           max_wait_ms=values["max_wait_ms"], limits=limits)
+    return create_app(service, api_key=_api_key(values["api_key_file"]),
                       max_upload_mb=values["max_upload_mb"])
 
 
@@ -128,6 +139,27 @@ def _api_key(path: str | None) -> str | None:
             raise UsageError(f"--api-key-file {path} is empty")
         return key
     return os.environ.get(KEY_VARIABLE, "").strip() or None
+
+
+def _free(host: str, port: int) -> None:
+    """A UsageError unless `port` on `host` can be bound, checked before the model is loaded
+    (uvicorn would find out only after, and exit 3 behind a line saying it serves)."""
+    import socket
+
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UsageError(f"--host {host}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise UsageError(f"cannot serve at {host}:{port}: {exc.strerror or exc} (another "
+                             f"server holds the port? give --port)") from None
 
 
 def _loopback(host: str) -> bool:

@@ -108,10 +108,10 @@ def _run(args) -> int:
         given = [flag for flag, value in flags if value is not None]
         if given and not getattr(args, goes):
             raise UsageError(f"{', '.join(given)} only go with --{goes}")
-    if args.leads and args.record:
+    if args.leads is not None and args.record:
         raise UsageError("--leads goes with --data or --benchmark (a record is scored with the "
                          "leads it has)")
-    args.leads = parse_leads(args.leads) if args.leads else None
+    args.leads = parse_leads(args.leads) if args.leads is not None else None
     if args.per_class is not None and args.per_class < 1:
         raise UsageError(f"--per-class must be a positive integer, got {args.per_class}")
     if args.data:

@@ -28,9 +28,7 @@ import json
 import os
 import shutil
 import threading
-from concurrent.futures import (FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor,
-                                wait)
-from multiprocessing import get_context
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -38,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_file, commit_dir, fsync_dir, lock, write_text
+from ..processes import worker_pool
 from .summary import check_leads, check_written, summarize
 from .preprocess import Settings, preprocess
 from .store import check_meta, check_replaceable, cut_npy, new_manifest, write_parts
@@ -211,8 +210,7 @@ def _in_parallel(shards: list, workers: int, bar, appender: "_Appender") -> None
                     running.add(pool.submit(prepare_shard, shard))
         return finished
 
-    with ProcessPoolExecutor(workers - 1, mp_context=get_context("spawn"),
-                             initializer=_one_thread) as pool:
+    with worker_pool(workers - 1) as pool:
         with ThreadPoolExecutor(1) as feeder:
             fed = feeder.submit(feed, pool)
             try:
@@ -223,12 +221,6 @@ def _in_parallel(shards: list, workers: int, bar, appender: "_Appender") -> None
                 failed.set()  # whatever ended this loop, no more shards are handed out
             for future in fed.result():
                 future.result()  # a worker's error, raised here
-
-
-def _one_thread() -> None:
-    from ..threads import set_threads
-
-    set_threads(1, numeric_only=True)
 
 
 def prepare_shard(shard: _Shard) -> int:

@@ -108,7 +108,8 @@ def merl_zeroshot(model, ptbxl=None, challenge=None, prompts: str = "merl",
     total, auroc, classes scored, a note where data are missing), the ``average`` over the
     sets scored and the ``prompts`` used.  `ptbxl`: a PTB-XL root; `challenge`: a Challenge
     tree (holding CPSC2018 and Chapman-Shaoxing/Ningbo records); `leads`: only these leads
-    (the others zeros)."""
+    (the others zeros).  A ValueError, naming each set's note, when no set can be scored
+    (none of their test ECGs in the data given, or a single class among those found)."""
     data = _data(model, ptbxl, challenge, quiet, leads)
     tests = {task: merl_split(task, "test") for task in SETS}
     found = {task: [k for k, i in enumerate(split.ids)
@@ -144,6 +145,10 @@ def merl_zeroshot(model, ptbxl=None, challenge=None, prompts: str = "merl",
             row["note"] = f"{len(found[task]):,} of {len(split.ids):,} test ECGs found"
         sets[task] = row
     scored = [r["auroc"] for r in sets.values() if r["auroc"] is not None]
+    if not scored:
+        raise ValueError("no MERL set could be scored: "
+                         + "; ".join(f"{task}: {r.get('note', 'not scored')}"
+                                     for task, r in sets.items()))
     return {"sets": sets, "average": float(np.mean(scored)) if scored else None,
             "average_over": [t for t, r in sets.items() if r["auroc"] is not None],
             "prompts": prompts}

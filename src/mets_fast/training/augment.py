@@ -35,9 +35,12 @@ class Augment(namedtuple("Strengths", _NAMES, defaults=(0.0,) * len(_NAMES))):
     def active(self) -> bool:
         return any(v > 0 for v in self)
 
-    def check(self) -> "Augment":
-        """Itself, or a ValueError naming a strength that is negative or not finite (and a
-        gain spread that could overflow float32)."""
+    def check(self, seconds: float | None = None) -> "Augment":
+        """Itself, or a ValueError naming a strength that is negative, not finite or beyond
+        what still leaves an ECG to learn from: a gain spread over 5 (e^5 and more: float32
+        overflows), an amplitude (noise, power line, wander) over :data:`MAX_AMPLITUDE` lead
+        standard deviations (the ECG drowned: a run diverges after a whole epoch), a shift
+        of the whole window (`seconds`, where known) or more, a probability over 1."""
         for name, value in self._asdict().items():
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"--aug-{name} must be a finite number >= 0, got {value!r}")
@@ -46,9 +49,19 @@ class Augment(namedtuple("Strengths", _NAMES, defaults=(0.0,) * len(_NAMES))):
         if self.scale > 5:
             raise ValueError(f"--aug-scale is the spread of a log gain: {self.scale} would "
                              f"scale leads by e^{self.scale:g} and more; use at most 5")
+        for name in ("noise", "powerline", "wander"):
+            if getattr(self, name) > MAX_AMPLITUDE:
+                raise ValueError(f"--aug-{name} {getattr(self, name):g} is in lead standard "
+                                 f"deviations: above {MAX_AMPLITUDE:g} the ECG drowns in it "
+                                 f"(the recipe uses {getattr(RECIPE, name):g})")
+        if seconds is not None and self.shift >= seconds:
+            raise ValueError(f"--aug-shift {self.shift:g} s would shift the whole {seconds:g} s "
+                             f"window out; give less than {seconds:g} (the recipe: "
+                             f"{RECIPE.shift:g})")
         return self
 
 
+MAX_AMPLITUDE = 10.0  # lead standard deviations of added noise, power line or wander
 OFF = Augment()
 # The real-data recipe's strengths (--augment): those of --preset real
 RECIPE = Augment(**{name: getattr(PRESETS["real"], f"aug_{name}") for name in _NAMES})

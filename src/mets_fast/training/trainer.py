@@ -258,8 +258,9 @@ class _Run:
             print(f"training on {len(self.train_rows)} ECGs of {len(paths)} sources: "
                   + ", ".join(f"{name} {k} ({100 * w:.0f} % of each epoch)"
                               for name, k, w in zip(names, counts, share)), flush=True)
-        self.text_table, self.report_index = self._embed_reports()
         self.settings = store_settings(self.store)
+        strengths(config).check(self.settings.seconds)
+        self.text_table, self.report_index = self._embed_reports()
 
     # ------------------------------------------------------------------------------ set-up
 

@@ -4,14 +4,13 @@ that the other record sources share, in this process or in spawned worker proces
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
 
+from ...processes import worker_pool
 from ..preprocess import DEFAULT_SETTINGS, Settings, fit_length
 from ..records import read_record
 from ..splits import split_groups
@@ -56,11 +55,11 @@ def read_fitted(args) -> Fitted:
 def read_many(tasks: list, workers: int, read=read_fitted) -> Iterable:
     """``read`` (:func:`read_fitted` by default; a module-level function, which spawned
     processes can import) over `tasks`, in order: in this process, or in `workers` spawned
-    ones."""
+    ones (:func:`~mets_fast.processes.worker_pool`: one core each, gone with this process)."""
     if workers <= 1:
         yield from map(read, tasks)
         return
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    with worker_pool(workers) as pool:
         yield from pool.map(read, tasks, chunksize=16)
 
 
