@@ -462,10 +462,26 @@ def test_serve_refuses_to_start_where_it_should(served, tmp_path, capsys, monkey
     assert "is empty" in capsys.readouterr().err
     from mets_fast.serve import build_parser, settings
 
-    monkeypatch.setenv("METS_FAST_API_KEY", "k")
-    assert settings(build_parser().parse_args(run + ["--host", "0.0.0.0"]))["api_key"] == "k"
+    monkeypatch.setenv("METS_FAST_API_KEY", "k3y-in-env")
+    values = settings(build_parser().parse_args(run + ["--host", "0.0.0.0"]))
+    # workers read the key where the user put it: it never travels in their settings
+    assert "k3y-in-env" not in json.dumps(values) and values["api_key_file"] is None
     monkeypatch.delenv("METS_FAST_API_KEY")
-    assert settings(build_parser().parse_args(run + ["--host", "::1"]))["api_key"] is None
+    (tmp_path / "key").write_text("s3cret-in-file\n")
+    values = settings(build_parser().parse_args(run + ["--host", "0.0.0.0", "--api-key-file",
+                                                       str(tmp_path / "key")]))
+    assert "s3cret-in-file" not in json.dumps(values)
+    assert values["api_key_file"] == str((tmp_path / "key").resolve())
+    for flag in ("--max-seconds", "--max-json-mb"):
+        assert exit_code(run + [flag, "0"]) == 2 and flag in capsys.readouterr().err
+    with socket.socket() as taken:  # a port in use: refused before the model is loaded
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        began = time.perf_counter()
+        assert exit_code(run + ["--port", str(taken.getsockname()[1])]) == 2
+        err = capsys.readouterr().err
+        assert "cannot serve at 127.0.0.1" in err and "serving" not in err
+        assert time.perf_counter() - began < 5
 
 
 def _rss() -> int:

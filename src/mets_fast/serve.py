@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from .errors import UsageError, command, positive_int
+from .serving.limits import Limits
 
 KEY_VARIABLE = "METS_FAST_API_KEY"
 # how a worker process of --workers N learns its settings (uvicorn starts them by import)
@@ -45,6 +46,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a batch waits for requests still being read (5 ms); a lone request "
              "never waits")
     add("--max-upload-mb", type=float, default=64.0, help="largest request body (64 MB)")
+    add("--max-json-mb", type=float, default=8.0,
+        help="largest JSON body (8 MB; send long recordings as .npy bodies or uploads)")
+    defaults = Limits()
+    add("--max-seconds", type=float, default=defaults.seconds,
+        help=f"longest ECG of a request, in seconds of signal ({defaults.seconds:g})")
+    add("--max-samples", type=positive_int, default=defaults.samples,
+        help=f"most samples of one ECG over all its leads ({defaults.samples:,})")
+    add("--max-windows", type=positive_int, default=defaults.windows,
+        help=f"most model windows of one request over all its ECGs, and of one batch "
+             f"({defaults.windows})")
+    add("--max-classes", type=positive_int, default=defaults.classes,
+        help=f"most classes of a zero-shot request ({defaults.classes})")
+    add("--max-descriptions", type=positive_int, default=defaults.descriptions,
+        help=f"most descriptions of one class ({defaults.descriptions})")
+    add("--max-text", type=positive_int, default=defaults.text,
+        help=f"longest class name, description or query text, in characters ({defaults.text})")
+    add("--prompt-memory", type=positive_int, default=defaults.memory,
+        help=f"prompt and query embeddings kept in memory, least recently used first out "
+             f"({defaults.memory}; nothing a client sends is written to disk)")
     add("--api-key-file", help=f"a file holding the API key (else ${KEY_VARIABLE})")
     return parser
 
@@ -55,9 +75,10 @@ def settings(args) -> dict:
         raise UsageError(f"--port must be from 0 to 65535, got {args.port}")
     if not args.max_wait_ms >= 0 or args.max_wait_ms > 10_000:
         raise UsageError(f"--max-wait-ms must be from 0 to 10000, got {args.max_wait_ms}")
-    if not 0 < args.max_upload_mb <= 4096:
-        raise UsageError(f"--max-upload-mb must be above 0 and at most 4096, got "
-                         f"{args.max_upload_mb}")
+    for flag, value in (("--max-upload-mb", args.max_upload_mb),
+                        ("--max-json-mb", args.max_json_mb)):
+        if not 0 < value <= 4096:
+            raise UsageError(f"{flag} must be above 0 and at most 4096, got {value}")
     if not Path(args.model).is_dir():
         raise UsageError(f"--model {args.model}: not a run directory")
     indexes = {}
@@ -85,7 +106,8 @@ def settings(args) -> dict:
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     return {"model": str(Path(args.model).resolve()), "indexes": indexes, "threads": threads,
             "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
-            "max_upload_mb": args.max_upload_mb, "api_key_file": key_file,
+            "max_upload_mb": args.max_upload_mb, "max_json_mb": args.max_json_mb,
+            "api_key_file": key_file,
             "limits": limits_of(args)._asdict()}
 
 
@@ -93,7 +115,6 @@ def app_from_settings(values: dict):
     """The ASGI app of `values` (:func:`settings`): the model and indexes loaded, threads set,
     the API key read from its file or ``$METS_FAST_API_KEY``."""
     from .serving.app import create_app
-    from .serving.limits import Limits
     from .serving.service import Service
     from .threads import set_threads
 
@@ -102,7 +123,17 @@ def app_from_settings(values: dict):
     service = Service.load(values["model"], values["indexes"], max_batch=values["max_batch"],
                            max_wait_ms=values["max_wait_ms"], limits=limits)
     return create_app(service, api_key=_api_key(values["api_key_file"]),
-                      max_upload_mb=values["max_upload_mb"])
+                      max_upload_mb=values["max_upload_mb"], max_json_mb=values["max_json_mb"])
+
+
+def limits_of(args) -> Limits:
+    """The per-request bounds the flags set (a UsageError for a bound that is not a positive
+    number)."""
+    try:
+        return Limits(args.max_seconds, args.max_samples, args.max_windows, args.max_classes,
+                      args.max_descriptions, args.max_text, args.prompt_memory).check()
+    except ValueError as exc:
+        raise UsageError(f"{exc} (--max-seconds)") from None
 
 
 def worker_app():

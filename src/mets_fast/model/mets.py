@@ -194,9 +194,11 @@ class METSModel(nn.Module):
         y = self.text_projection(text_emb).float()
         return self.loss(x, y, groups)
 
-    def text_encoder(self):
+    def text_encoder(self, **options):
         """The frozen language model this model was trained against, rebuilt from
-        :attr:`text` (loaded once, then reused; its embeddings are cached on disk)."""
+        :attr:`text` (loaded once, then reused; its embeddings are cached on disk).  `options`
+        (``cache_dir``, ``memory``, ``device``: see :class:`~mets_fast.text.FrozenTextEncoder`)
+        apply when it is first built."""
         if self._text_encoder is None:
             from ..text import FrozenTextEncoder
 
@@ -206,7 +208,7 @@ class METSModel(nn.Module):
                                  "model); encode texts with FrozenTextEncoder yourself")
             encoder = FrozenTextEncoder(model=space.model, pooling=space.pooling,
                                         max_length=space.max_length, template=space.template,
-                                        dtype=space.dtype)
+                                        dtype=space.dtype, **options)
             if space.identity and encoder.identity != space.identity:
                 raise ValueError(
                     f"the language model {space.model!r} found here (files "

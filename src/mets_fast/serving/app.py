@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -31,10 +32,12 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from .inputs import Recording, from_json, from_npy, from_upload
+from .inputs import Recording, parse_int, read_form, read_json_body, read_npy_body
+from .limits import LimitExceeded, check_text, over
 from .service import Job, Service
 
 PAGE = resources.files(__package__) / "page"
+_DIGITS = re.compile(r"^[0-9]{1,18}$")
 _TYPES = ("application/json", "application/octet-stream", "multipart/form-data")
 
 
@@ -111,10 +114,16 @@ def _body_doc(model: type) -> dict:
 # ---------------------------------------------------------------- the app
 
 def create_app(service: Service, *, api_key: str | None = None,
-               max_upload_mb: float = 64.0) -> FastAPI:
+               max_upload_mb: float = 64.0, max_json_mb: float = 8.0,
+               max_reading_mb: float | None = None) -> FastAPI:
     """The app serving `service`; with `api_key`, every path but ``/health`` and the page's
-    own files needs ``Authorization: Bearer <key>``.  Bodies over `max_upload_mb` are
-    answered 413 before more of them is read."""
+    own files needs ``Authorization: Bearer <key>`` (the scheme in any case).  Bodies over
+    `max_upload_mb` (JSON bodies over `max_json_mb`: parsing JSON holds the interpreter for
+    ~15 ms a MB, and a .npy body carries the same ECG in a fifth of the bytes) are answered
+    413 before more of them is read; while `max_reading_mb` of bodies (default: twice the
+    upload limit) are being read or parsed, another is answered 503 (memory stays bounded
+    whatever the clients send at once).  Bodies are parsed, and uploads read, in a thread of
+    their own, one at a time, never on the event loop."""
 
     batcher = service.batcher()
 
@@ -128,7 +137,7 @@ def create_app(service: Service, *, api_key: str | None = None,
                   description="Zero-shot ECG classification, ECG-report retrieval and "
                               "embeddings with a METS model")
     app.state.batcher = batcher
-    limit = int(max_upload_mb * 2**20)
+    limits = service.limits
 
     @app.exception_handler(HTTPException)
     async def _http(_request, exc: HTTPException):
@@ -140,6 +149,10 @@ def create_app(service: Service, *, api_key: str | None = None,
         where = ".".join(str(p) for p in first.get("loc", ()))
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}"},
                             status_code=422)
+
+    @app.exception_handler(LimitExceeded)
+    async def _too_much(_request, exc: LimitExceeded):
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
     @app.exception_handler(ValueError)
     async def _bad(_request, exc: ValueError):
@@ -168,10 +181,13 @@ def create_app(service: Service, *, api_key: str | None = None,
         expects the request; then awaits the batch's answers (None for a request without ECGs):
         ``(fields, job fields, answers, many)``."""
         with batcher.expecting():
-            fields, ecgs, many = await _read(request, service.max_batch)
+            fields, ecgs, many = await _read(request, service)
             options = check(fields, ecgs)
+            windows = sum(service.window_count(r) for r in ecgs or ())
+            over(limits, "windows", windows, f"the request makes {windows:,} windows of "
+                                             f"{service.model.settings.seconds:g} s", 413)
             futures = [batcher.submit(Job(r, **options)) for r in ecgs or ()]
-        return fields, options, (await _answers(futures) if ecgs else None), many
+        return fields, options, (await _answers(futures, many) if ecgs else None), many
 
     @app.post("/v1/zeroshot", openapi_extra=_body_doc(ZeroShotRequest),
               responses={200: {"model": ZeroShotResult}})
@@ -183,7 +199,7 @@ def create_app(service: Service, *, api_key: str | None = None,
                                                fields.get("kind"))}
 
         _, _, answers, many = await answered(request, check)
-        results = [a.zeroshot for a in answers]
+        results = [{**a.zeroshot, "warnings": a.warnings} for a in answers]
         return results if many else results[0]
 
     @app.post("/v1/retrieve", openapi_extra=_body_doc(RetrieveRequest),
@@ -193,9 +209,9 @@ def create_app(service: Service, *, api_key: str | None = None,
             index = fields.get("index")
             if not isinstance(index, str):
                 raise ValueError(f"give the index to search (one of {sorted(service.indexes)})")
-            k = _int(fields.get("k", 5), "k")
+            k = parse_int(fields.get("k", 5), "k")
             service.check_search(index, k)
-            _text(fields, ecgs)
+            _text(fields, ecgs, limits)
             return {"index": index, "k": k}
 
         fields, search, answers, many = await answered(request, check)
@@ -203,32 +219,32 @@ def create_app(service: Service, *, api_key: str | None = None,
             query = await service.run(service.text_query, fields["text"])
             return {"results": (await service.run(service.search, search["index"], query,
                                                   [search["k"]]))[0]}
-        results = [{"results": a.hits} for a in answers]
+        results = [{"results": a.hits, "warnings": a.warnings} for a in answers]
         return results if many else results[0]
 
     @app.post("/v1/embed", openapi_extra=_body_doc(EmbedRequest),
               responses={200: {"model": EmbedResult}})
     async def embed(request: Request):
         def check(fields: dict, ecgs) -> dict:
-            _text(fields, ecgs)
+            _text(fields, ecgs, limits)
             return {}
 
         fields, _, answers, many = await answered(request, check)
         if answers is None:
             return {"embedding": (await service.run(service.text_query,
                                                     fields["text"]))[0].tolist()}
-        results = [{"embedding": a.query[0].tolist()} for a in answers]
+        results = [{"embedding": a.query[0].tolist(), "warnings": a.warnings} for a in answers]
         return results if many else results[0]
 
     @app.post("/v1/record", openapi_extra=_body_doc(EmbedRequest),
               responses={200: {"model": ECG}})
     async def record(request: Request) -> dict:
         """The samples of an uploaded record (or of a .npy body) as a JSON ECG, as the page
-        plots it (invalid samples null)."""
-        _, ecgs, _ = await _read(request, 1)
+        plots it (invalid samples null, as ``/v1/zeroshot`` takes them back)."""
+        _, ecgs, _ = await _read(request, service)
         if not ecgs:
             raise ValueError("give a record (uploaded files or a .npy body)")
-        return _as_json(ecgs[0])
+        return await service.read(_as_json, ecgs[0])
 
     @app.get("/v1/examples")
     async def examples() -> dict:
@@ -241,8 +257,9 @@ def create_app(service: Service, *, api_key: str | None = None,
             raise HTTPException(404, f"no example {name!r}; the examples are {sorted(found)}")
         from ..data.records import read_record
 
-        record = await asyncio.to_thread(read_record, found[name])
-        return {"name": name, **_as_json(Recording(record.signal, record.fs, record.leads))}
+        record = await service.read(read_record, found[name])
+        return {"name": name, **(await service.read(
+            _as_json, Recording(record.signal, record.fs, record.leads)))}
 
     @app.get("/", include_in_schema=False)
     async def page():
@@ -256,15 +273,25 @@ def create_app(service: Service, *, api_key: str | None = None,
         return FileResponse(files[name])
 
     public = {"/health", "/", *(f"/page/{p.name}" for p in PAGE.iterdir())}
-    return _Guard(app, api_key, public, limit)
+    reading = 2 * max_upload_mb if max_reading_mb is None else max_reading_mb
+    return _Guard(app, api_key, public,
+                  {"": (int(max_upload_mb * 2**20), "--max-upload-mb"),
+                   "application/json": (int(min(max_json_mb, max_upload_mb) * 2**20),
+                                        "--max-json-mb; a .npy body carries more"
+                                        if max_json_mb < max_upload_mb else "--max-upload-mb")},
+                  int(reading * 2**20))
 
 
 class _Guard:
-    """ASGI middleware in front of the app: the API key, then the body limit (a body is read
-    up to the limit and handed on whole, or answered 413 without reading more)."""
+    """ASGI middleware in front of the app: the API key, then the body limits (a body is read
+    up to its type's limit, ``limits[type]`` = (bytes, the flag that sets it), and handed on
+    whole, or answered 413 without reading more; 503 while the bodies being read and parsed
+    would pass `reading` bytes)."""
 
-    def __init__(self, app: FastAPI, api_key: str | None, public: set, limit: int):
-        self.app, self.api_key, self.public, self.limit = app, api_key, public, limit
+    def __init__(self, app: FastAPI, api_key: str | None, public: set, limits: dict,
+                 reading: int):
+        self.app, self.api_key, self.public = app, api_key, public
+        self.limits, self.reading, self.in_flight = limits, reading, 0
 
     def __getattr__(self, name):  # the FastAPI app's own attributes (routes, openapi...)
         return getattr(self.app, name)
@@ -275,77 +302,73 @@ class _Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, v in scope.get("headers", ())}
         if self.api_key is not None and scope["path"] not in self.public:
-            given = headers.get("authorization", "")
-            if not secrets.compare_digest(given.encode(), f"Bearer {self.api_key}".encode()):
+            scheme, _, given = headers.get("authorization", "").strip().partition(" ")
+            if scheme.lower() != "bearer" or \
+                    not secrets.compare_digest(given.strip().encode(), self.api_key.encode()):
                 return await _answer(send, 401, "a valid API key is needed: send the header "
                                                 "'Authorization: Bearer <key>'")
+        kind = headers.get("content-type", "").split(";")[0].strip().lower()
+        limit, flag = self.limits.get(kind, self.limits[""])
+        too_big = f"the body is over the limit of {limit / 2**20:g} MB ({flag})"
         declared = headers.get("content-length")
-        if declared is not None and not declared.isdigit():
+        if declared is not None and not _DIGITS.match(declared):
             return await _answer(send, 400, f"invalid Content-Length {declared[:40]!r}")
-        if declared is not None and int(declared) > self.limit:
-            return await _answer(send, 413, f"the body is over the limit of "
-                                            f"{self.limit / 2**20:g} MB (--max-upload-mb)")
+        if declared is not None and int(declared) > limit:
+            return await _answer(send, 413, too_big)
         chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.limit:
-                return await _answer(send, 413, f"the body is over the limit of "
-                                                f"{self.limit / 2**20:g} MB (--max-upload-mb)")
-            if not message.get("more_body", False):
-                break
-        body, sent = b"".join(chunks), False
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunks.append(message.get("body", b""))
+                size += len(chunks[-1])
+                self.in_flight += len(chunks[-1])
+                if size > limit:
+                    return await _answer(send, 413, too_big)
+                if self.in_flight > self.reading and size:
+                    return await _answer(send, 503, "the server is reading other large "
+                                                    "requests: try again in a moment",
+                                         retry=True)
+                if not message.get("more_body", False):
+                    break
+            body, sent = b"".join(chunks), False
+            del chunks
 
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
+            async def replay():
+                nonlocal sent
+                if not sent:
+                    sent = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
 
-        return await self.app(scope, replay, send)
+            return await self.app(scope, replay, send)
+        finally:
+            self.in_flight -= size
 
 
-async def _answer(send, status: int, error: str) -> None:
+async def _answer(send, status: int, error: str, retry: bool = False) -> None:
     body = json.dumps({"error": error}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+                            (b"content-length", str(len(body)).encode()),
+                            *([(b"retry-after", b"1")] if retry else [])]})
     await send({"type": "http.response.body", "body": body})
 
 
-async def _read(request: Request, max_batch: int) -> tuple:
+async def _read(request: Request, service: Service) -> tuple:
     """The request's fields, its ECGs (None when it has none) and whether it asked for a
-    list (``ecgs``)."""
+    list (``ecgs``): parsed and checked in the service's reading thread."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind not in _TYPES:
         raise HTTPException(415, f"content type {kind or 'none'!r} is not accepted: send "
                                  f"{', '.join(_TYPES)}")
     if kind == "application/json":
-        try:
-            fields = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValueError(f"the body is not valid JSON ({exc})") from None
-        if not isinstance(fields, dict):
-            raise ValueError("the JSON body must be an object")
-        if "ecg" in fields and "ecgs" in fields:
-            raise ValueError("give ecg or ecgs, not both")
-        if "ecgs" in fields:
-            ecgs = fields["ecgs"]
-            if not isinstance(ecgs, list) or not 1 <= len(ecgs) <= max_batch:
-                raise ValueError(f"ecgs must be a list of 1 to {max_batch} ECGs (--max-batch)")
-            return fields, [from_json(e) for e in ecgs], True
-        return fields, [from_json(fields["ecg"])] if "ecg" in fields else None, False
+        return await service.read(read_json_body, await request.body(), service.max_batch,
+                                  service.limits)
     if kind == "application/octet-stream":
-        fields = dict(request.query_params)
-        _decode_fields(fields)
-        if "fs" not in fields or "leads" not in fields:
-            raise ValueError("a .npy body needs the query parameters fs and leads "
-                             "(comma-separated), e.g. ?fs=500&leads=I,II")
-        return fields, [from_npy(await request.body(), fields["fs"], fields["leads"])], False
+        return await service.read(read_npy_body, dict(request.query_params),
+                                  await request.body(), service.limits)
     form = await request.form(max_files=64, max_fields=64)
     try:
         files = [(f.filename or "", await f.read()) for f in form.getlist("files")
@@ -353,30 +376,10 @@ async def _read(request: Request, max_batch: int) -> tuple:
         fields = {k: v for k, v in form.items() if k != "files" and isinstance(v, str)}
     finally:
         await form.close()  # the spooled temporary files go now
-    _decode_fields(fields)
-    return fields, [from_upload(files)] if files else None, False
+    return await service.read(read_form, fields, files, service.limits)
 
 
-def _decode_fields(fields: dict) -> None:
-    """Query and form fields are text: ``classes`` is JSON (a list, or name -> descriptions)."""
-    if "classes" in fields:
-        try:
-            fields["classes"] = json.loads(fields["classes"])
-        except ValueError:
-            raise ValueError("classes must be a JSON list of names or object of name -> "
-                             "descriptions, e.g. [\"sinus rhythm\", \"atrial fibrillation\"]"
-                             ) from None
-
-
-def _int(value, name: str) -> int:
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    return value
-
-
-def _text(fields: dict, ecgs) -> str | None:
+def _text(fields: dict, ecgs, limits) -> str | None:
     """The request's text (a report), or None when it gives ECGs; an error unless it gives
     one of the two."""
     text = fields.get("text")
@@ -384,23 +387,31 @@ def _text(fields: dict, ecgs) -> str | None:
         raise ValueError("give an ECG or a text (one of the two)")
     if ecgs is None and (not isinstance(text, str) or not text.strip()):
         raise ValueError("text must be a non-empty report")
+    if ecgs is None:
+        check_text(limits, text)
     return text
 
 
-async def _answers(futures: list) -> list:
+async def _answers(futures: list, many: bool) -> list:
     """The batch's answers to a request's jobs, or the first job's error (after all are
-    done: none is left unread)."""
+    done: none is left unread), naming its entry (``ecgs[2]: ...``) in a list."""
     answers = await asyncio.gather(*futures, return_exceptions=True)
-    for answer in answers:
+    for k, answer in enumerate(answers):
+        if isinstance(answer, LimitExceeded) and many:
+            raise LimitExceeded(f"ecgs[{k}]: {answer}", answer.status)
+        if isinstance(answer, ValueError) and many:
+            raise ValueError(f"ecgs[{k}]: {answer}")
         if isinstance(answer, BaseException):
             raise answer
     return answers
 
 
 def _as_json(recording: Recording) -> dict:
-    signal = np.round(recording.signal, 4).astype(object)
-    signal[~np.isfinite(recording.signal)] = None
-    return {"signal": signal.tolist(), "fs": recording.fs, "leads": list(recording.leads)}
+    """A recording as a JSON ECG: each sample with the 9 significant digits that give back
+    its float32 value (the precision a record is read in), invalid ones null."""
+    rows = [[float(f"{v:.9g}") if np.isfinite(v) else None for v in row]
+            for row in np.asarray(recording.signal, dtype=np.float32).tolist()]
+    return {"signal": rows, "fs": recording.fs, "leads": list(recording.leads)}
 
 
 def _examples() -> dict:

@@ -26,13 +26,18 @@ class Batcher:
     Start it with :meth:`start` inside the event loop; :meth:`stop` ends it."""
 
     def __init__(self, run: Callable[[list], Sequence], executor: Executor,
-                 max_batch: int = 64, max_wait: float = 0.005):
+                 max_batch: int = 64, max_wait: float = 0.005,
+                 cost: Callable[[object], int] | None = None, max_cost: int | None = None):
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         if not max_wait >= 0:
             raise ValueError(f"max_wait must be >= 0 seconds, got {max_wait}")
         self.run, self.executor = run, executor
         self.max_batch, self.max_wait = max_batch, max_wait
+        # a batch also stops before its jobs' cost passes max_cost (a job that costs more
+        # alone still runs, alone)
+        self.cost, self.max_cost = cost or (lambda job: 1), max_cost
+        self._held = None  # the job that did not fit the last batch: the next one's first
         self.batches = 0  # calls of run made: how well requests were gathered
         self.coming = 0  # requests being read, whose jobs will be submitted next
         self._queue: asyncio.Queue | None = None
@@ -72,18 +77,24 @@ class Batcher:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            items = [await self._queue.get()]
+            items = [self._held or await self._queue.get()]
+            self._held = None
+            spent = self.cost(items[0][0])
             deadline = loop.time() + self.max_wait
             while len(items) < self.max_batch:
                 if self._queue.empty() and not self.coming:
                     break  # nobody else on the way: waiting would only add latency
                 left = deadline - loop.time()
                 try:
-                    items.append(self._queue.get_nowait() if left <= 0 or
-                                 not self._queue.empty() else
-                                 await asyncio.wait_for(self._queue.get(), left))
+                    item = (self._queue.get_nowait() if left <= 0 or not self._queue.empty()
+                            else await asyncio.wait_for(self._queue.get(), left))
                 except (asyncio.QueueEmpty, asyncio.TimeoutError):
                     break
+                spent += self.cost(item[0])
+                if self.max_cost is not None and spent > self.max_cost:
+                    self._held = item
+                    break
+                items.append(item)
             await self._flush(loop, items)
 
     async def _flush(self, loop, items: list) -> None:

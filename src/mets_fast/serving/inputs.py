@@ -7,6 +7,7 @@ file names are never used as paths."""
 from __future__ import annotations
 
 import io
+import json
 import re
 import tempfile
 from pathlib import Path
@@ -15,10 +16,13 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from ..data.records import read_record
+from ..data.wfdb_fast import record_line
+from .limits import LimitExceeded, Limits, check_recording
 
 # More rows than any ECG device records (the 12 leads, Frank's XYZ, body-surface maps of 64)
 MAX_LEADS = 64
 _SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
+_INTEGER = re.compile(r"^[+-]?[0-9]{1,18}$")  # ASCII digits only: int() also takes "٣"
 
 
 class Recording(NamedTuple):
@@ -62,8 +66,91 @@ def parse_leads(value) -> list:
     return [n.strip() for n in value]
 
 
-def from_json(ecg) -> Recording:
-    """``{"signal": leads x samples, "fs": Hz, "leads": [names]}``."""
+class Request(NamedTuple):
+    """A request as read: its ``fields`` (``classes`` decoded), its ``ecgs`` (None when it
+    gives none) and whether it asked for a list (``many``: ``ecgs`` rather than ``ecg``)."""
+
+    fields: dict
+    ecgs: list | None
+    many: bool
+
+
+def read_json_body(body: bytes, max_batch: int, limits: Limits) -> Request:
+    """A JSON request body: an object with ``ecg`` or ``ecgs`` (1 to `max_batch`; an entry's
+    error names it, ``ecgs[3]: ...``) and the other fields."""
+    try:
+        fields = json.loads(body)
+    except RecursionError:
+        raise ValueError("the JSON body is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"the body is not valid JSON ({exc})") from None
+    if not isinstance(fields, dict):
+        raise ValueError("the JSON body must be an object")
+    if "ecg" in fields and "ecgs" in fields:
+        raise ValueError("give ecg or ecgs, not both")
+    if "ecgs" in fields:
+        ecgs = fields["ecgs"]
+        if not isinstance(ecgs, list) or not 1 <= len(ecgs) <= max_batch:
+            raise ValueError(f"ecgs must be a list of 1 to {max_batch} ECGs (--max-batch)")
+        return Request(fields, [entry(f"ecgs[{k}]", from_json, e, limits)
+                                for k, e in enumerate(ecgs)], True)
+    ecgs = [from_json(fields["ecg"], limits)] if "ecg" in fields else None
+    return Request(fields, ecgs, False)
+
+
+def read_npy_body(params: dict, body: bytes, limits: Limits) -> Request:
+    """A ``.npy`` body with its fields as query parameters (``fs``, ``leads`` and the
+    request's own)."""
+    fields = decode_fields(dict(params))
+    if "fs" not in fields or "leads" not in fields:
+        raise ValueError("a .npy body needs the query parameters fs and leads "
+                         "(comma-separated), e.g. ?fs=500&leads=I,II")
+    return Request(fields, [from_npy(body, fields["fs"], fields["leads"], limits)], False)
+
+
+def read_form(fields: dict, files: list, limits: Limits) -> Request:
+    """A ``multipart/form-data`` request: the record's files and the other fields."""
+    fields = decode_fields(fields)
+    return Request(fields, [from_upload(files, limits)] if files else None, False)
+
+
+def entry(label: str, read, *args):
+    """``read(*args)``, its ValueError prefixed with `label` (which entry of a list failed)."""
+    try:
+        return read(*args)
+    except LimitExceeded as exc:
+        raise LimitExceeded(f"{label}: {exc}", exc.status) from None
+    except ValueError as exc:
+        raise ValueError(f"{label}: {exc}") from None
+
+
+def decode_fields(fields: dict) -> dict:
+    """Query and form fields are text: ``classes`` is JSON (a list, or name ->
+    descriptions)."""
+    if "classes" in fields:
+        try:
+            fields["classes"] = json.loads(fields["classes"])
+        except (ValueError, RecursionError):
+            raise ValueError("classes must be a JSON list of names or object of name -> "
+                             "descriptions, e.g. [\"sinus rhythm\", \"atrial fibrillation\"]"
+                             ) from None
+    return fields
+
+
+def parse_int(value, name: str) -> int:
+    """An integer from JSON, a query or a form (text of ASCII digits, a sign allowed)."""
+    if isinstance(value, str) and _INTEGER.match(value.strip()):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return value
+
+
+def from_json(ecg, limits: Limits | None = None) -> Recording:
+    """``{"signal": leads x samples, "fs": Hz, "leads": [names]}``; a ``null`` sample is an
+    invalid one (NaN, as a record's invalid ADC value: preprocessing fills short gaps and
+    zeroes a lead that is mostly invalid).  `limits`: the recording's size is checked before
+    its samples are converted."""
     if not isinstance(ecg, dict):
         raise ValueError("an ECG is an object {\"signal\": leads x samples, \"fs\": Hz, "
                          "\"leads\": [names]}")
@@ -80,12 +167,22 @@ def from_json(ecg) -> Recording:
     lengths = {len(r) for r in rows}
     if len(lengths) != 1:
         raise ValueError(f"the leads of signal have different lengths: {sorted(lengths)}")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for r in rows for v in r):
-        raise ValueError("signal must hold numbers only")
-    return _checked(np.asarray(rows, dtype=np.float64), fs, leads)
+    if limits is not None:
+        check_recording(limits, lengths.pop(), len(rows), fs)
+    if not all(v is None or isinstance(v, (int, float)) and not isinstance(v, bool)
+               for r in rows for v in r):
+        raise ValueError("signal must hold numbers only (null for an invalid sample)")
+    try:
+        signal = np.array(rows, dtype=np.float64)  # null -> NaN
+    except OverflowError:
+        raise ValueError("signal holds a number beyond float64's range (about 1.8e308)") \
+            from None
+    if np.isinf(signal).any() or any(isinstance(v, float) and v != v for r in rows for v in r):
+        raise ValueError("signal holds NaN or infinite samples: send null for an invalid sample")
+    return _checked(signal, fs, leads, invalid_ok=True)
 
 
-def from_npy(body: bytes, fs, leads) -> Recording:
+def from_npy(body: bytes, fs, leads, limits: Limits | None = None) -> Recording:
     """A ``.npy`` file's bytes ``(leads, samples)`` of a numeric type, with `fs` and `leads`
     given beside it.  The header is parsed as NumPy defines it (format 1.0, 2.0 or 3.0); an
     object type is refused before anything else is read, and the data are read by their
@@ -101,12 +198,15 @@ def from_npy(body: bytes, fs, leads) -> Recording:
         raise ValueError(f"the body is not a valid .npy file ({exc})") from None
     if dtype.hasobject or dtype.kind not in "iuf":
         raise ValueError(f"the .npy array must be of integers or floats, not {dtype}")
-    if len(shape) != 2:
+    if len(shape) != 2 or any(not isinstance(n, int) or n < 0 for n in shape):
         raise ValueError(f"the .npy array must be (leads, samples), got shape {shape}")
+    if limits is not None:
+        check_recording(limits, shape[1], shape[0], fs)
     size = int(np.prod(shape)) * dtype.itemsize
     offset = buffer.tell()
-    if len(body) - offset < size:
-        raise ValueError(f"the .npy body is truncated: its header says {shape} {dtype} "
+    if len(body) - offset != size:
+        state = "truncated" if len(body) - offset < size else "longer than its array"
+        raise ValueError(f"the .npy body is {state}: its header says {shape} {dtype} "
                          f"({size} bytes) but {len(body) - offset} bytes follow it")
     array = np.frombuffer(body, dtype=dtype, count=int(np.prod(shape)), offset=offset)
     array = array.reshape(shape, order="F" if fortran else "C")
@@ -116,7 +216,7 @@ def from_npy(body: bytes, fs, leads) -> Recording:
     return _checked(array.astype(np.float64), fs, leads)
 
 
-def from_upload(files: Sequence[tuple[str, bytes]]) -> Recording:
+def from_upload(files: Sequence[tuple[str, bytes]], limits: Limits | None = None) -> Recording:
     """A record uploaded as its files (``(file name, bytes)``): one ``.hea`` header and the
     signal files it names (WFDB ``.dat``, or the Challenge's MATLAB v4 ``.mat``).
 
@@ -135,7 +235,9 @@ def from_upload(files: Sequence[tuple[str, bytes]]) -> Recording:
     except UnicodeDecodeError:
         raise ValueError("the .hea header is not ASCII text") from None
     by_name = {_base(n): b for n, b in files}
-    text, wanted = _rename(header)
+    text, wanted, declared = _rename(header)
+    if limits is not None and declared is not None:
+        check_recording(limits, declared[2], declared[0], declared[1])
     with tempfile.TemporaryDirectory(prefix="mets-fast-upload-") as folder:
         for original, ours in wanted.items():
             if original not in by_name:
@@ -145,8 +247,15 @@ def from_upload(files: Sequence[tuple[str, bytes]]) -> Recording:
         (Path(folder) / "record.hea").write_text(text)
         try:
             record = read_record(Path(folder) / "record")
-        except FileNotFoundError as exc:
-            raise ValueError(f"the record is incomplete: {exc}") from None
+        except (OSError, ValueError) as exc:
+            # the client knows its files by their own names, not by this server's folder
+            message = str(exc).replace(f"{folder}/record", headers[0][0].removesuffix(".hea"))
+            for original, ours in wanted.items():
+                message = message.replace(f"{folder}/{ours}", original)
+            message = message.replace(folder, "the upload")
+            raise ValueError(f"the uploaded record cannot be read: {message}") from None
+    if limits is not None:
+        check_recording(limits, record.signal.shape[1], record.signal.shape[0], record.fs)
     # invalid ADC samples are NaN here, as for a record read from disk (preprocessing fills
     # short gaps and zeroes unusable leads), so they are not refused as a JSON NaN is
     return Recording(np.asarray(record.signal, dtype=np.float64), float(record.fs),
@@ -161,7 +270,8 @@ def _base(name: str) -> str:
 
 def _rename(header: str) -> tuple:
     """The header with its record name made ``record`` and each signal file ``signalK.ext``,
-    and ``{referenced name: our name}``."""
+    ``{referenced name: our name}`` and what the record line declares ``(signals, fs,
+    samples)`` (None where it does not give them all)."""
     lines = header.splitlines()
     body = [k for k, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")]
     if not body:
@@ -178,6 +288,11 @@ def _rename(header: str) -> tuple:
     if not 0 < count <= MAX_LEADS or len(body) < count + 1:
         raise ValueError(f"the .hea header must describe 1 to {MAX_LEADS} signals, one line "
                          f"each; it declares {count} and has {len(body) - 1} signal lines")
+    try:
+        declared = record_line(first)
+        declared = declared if declared[2] is not None and declared[1] > 0 else None
+    except ValueError:
+        declared = None
     lines[body[0]] = " ".join(["record"] + first[1:])
     ours: dict = {}
     for k in body[1:count + 1]:
@@ -190,11 +305,13 @@ def _rename(header: str) -> tuple:
                                  f"{original[:80]!r}")
             ours[original] = f"signal{len(ours)}{suffix}"
         lines[k] = " ".join([ours[original]] + parts[1:])
-    return "\n".join(lines) + "\n", ours
+    return "\n".join(lines) + "\n", ours, declared
 
 
-def _checked(signal: np.ndarray, fs: float, leads: list) -> Recording:
-    if not np.isfinite(signal).all():
+def _checked(signal: np.ndarray, fs: float, leads: list,
+             invalid_ok: bool = False) -> Recording:
+    """`signal` as a Recording; NaN (invalid samples) allowed only with `invalid_ok`."""
+    if not (invalid_ok or np.isfinite(signal).all()):
         raise ValueError("the signal holds NaN or infinite samples")
     if signal.shape[1] == 0:
         raise ValueError("the signal has no samples")

@@ -5,6 +5,7 @@ embeddings with the numbers of the library and the command-line tools."""
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,16 +21,20 @@ from ..retrieval import EmbeddingIndex, embed_queries, model_id
 from ..retrieval.embeddings import recording_query
 from .batcher import Batcher
 from .inputs import Recording
+from .limits import Limits
+from .limits import check_classes as check_class_limits
 
 _CLASSIFIERS = 64  # class lists whose prompt embeddings are kept
 
 
 class Windows(NamedTuple):
-    """An ECG as the model's input: ``windows`` ``(n, leads, samples)`` and each window's
-    ``spans`` ``[start_s, end_s]`` in the recording."""
+    """An ECG as the model's input: ``windows`` ``(n, leads, samples)``, each window's
+    ``spans`` ``[start_s, end_s]`` in the recording and the ``notes`` (warnings) of its
+    preprocessing."""
 
     windows: np.ndarray
     spans: list
+    notes: list = []
 
 
 def _model_thread() -> ThreadPoolExecutor:
@@ -49,13 +54,15 @@ class Job(NamedTuple):
 
 class Answer(NamedTuple):
     """What a batch computed for a :class:`Job`: its windows' ``spans``, its ``query`` vector
-    ``(1, d)`` (``recording_query`` of its windows' embeddings), the ``zeroshot`` result and the
-    ``hits`` of its index (None where the job asked for none)."""
+    ``(1, d)`` (``recording_query`` of its windows' embeddings), the ``zeroshot`` result, the
+    ``hits`` of its index (None where the job asked for none) and the ``warnings`` its
+    preprocessing gave (leads missing, unusable or not the model's; a short recording)."""
 
     spans: list
     query: np.ndarray
     zeroshot: dict | None
     hits: list | None
+    warnings: list = []
 
 
 class Service:
@@ -74,16 +81,24 @@ class Service:
 
     def __init__(self, model, indexes: Mapping[str, EmbeddingIndex] | None = None, *,
                  max_batch: int = 64, max_wait_ms: float = 5.0,
-                 executor: ThreadPoolExecutor | None = None):
+                 executor: ThreadPoolExecutor | None = None, limits: Limits = Limits()):
         self.model = model.eval()
         self.id = model_id(model)
         self.indexes = dict(indexes or {})
         if max_batch < 1 or not 0 <= max_wait_ms <= 10_000:
             raise ValueError(f"max_batch must be >= 1 and max_wait_ms from 0 to 10000, got "
                              f"{max_batch} and {max_wait_ms}")
+        self.limits = limits.check()
         self.executor = executor or _model_thread()
+        # bodies are parsed and uploads read here, one at a time (memory stays bounded), off
+        # the event loop and off the model's thread
+        self.reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mets-fast-read")
         self.max_batch, self.max_wait_ms = max_batch, max_wait_ms
         self._classifiers: OrderedDict = OrderedDict()
+        # what clients send is never written to the text cache on disk, and only the last
+        # `limits.memory` prompts and queries are kept in memory (options apply when the
+        # model's language model is first built: here, unless a caller gave it one)
+        model.text_encoder(cache_dir=False, memory=int(self.limits.memory))
 
     @classmethod
     def load(cls, run: str | Path, indexes: Mapping[str, str | Path] | None = None,
@@ -117,22 +132,39 @@ class Service:
                           for name, task in builtin_tasks().items()}}
 
     def windows(self, recording: Recording) -> Windows:
-        """The recording's consecutive windows (``model.preprocess(..., windows=True)``)."""
-        x = self.model.preprocess(recording.signal, recording.fs, recording.leads,
-                                  windows=True, name="the ECG")
+        """The recording's consecutive windows (``model.preprocess(..., windows=True)``) and,
+        in ``notes``, the warnings its preprocessing gave."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            x = self.model.preprocess(recording.signal, recording.fs, recording.leads,
+                                      windows=True, name="the ECG")
         seconds = self.model.settings.seconds
         length = recording.signal.shape[-1] / recording.fs
         spans = [[k * seconds, min((k + 1) * seconds, length)] for k in range(len(x))]
-        return Windows(x, spans)
+        return Windows(x, spans, [str(w.message) for w in caught])
+
+    def window_count(self, recording: Recording) -> int:
+        """How many windows :meth:`windows` makes of `recording` (what encoding it costs),
+        from its length alone."""
+        seconds = recording.signal.shape[-1] / recording.fs
+        return max(1, int(seconds / self.model.settings.seconds + 1e-9))
 
     def batcher(self) -> Batcher:
         """A new :class:`~mets_fast.serving.batcher.Batcher` of :meth:`run_batch` (one per app:
-        it belongs to the event loop that starts it)."""
-        return Batcher(self.run_batch, self.executor, self.max_batch, self.max_wait_ms / 1000)
+        it belongs to the event loop that starts it); a batch holds at most
+        ``limits.windows`` windows, so that one large request delays the others by one batch
+        at most."""
+        return Batcher(self.run_batch, self.executor, self.max_batch, self.max_wait_ms / 1000,
+                       cost=lambda job: self.window_count(job.recording),
+                       max_cost=int(self.limits.windows))
 
     async def run(self, fn, *args):
         """`fn(*args)` in the model's thread (a text's encoding and search)."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def read(self, fn, *args):
+        """`fn(*args)` in the reading thread (a body's parsing, an upload's reading)."""
+        return await asyncio.get_running_loop().run_in_executor(self.reader, fn, *args)
 
     def prompts(self, classes=None, task: str | None = None, kind: str | None = None) -> tuple:
         """The checked key of a zero-shot class list for :class:`Job`: `classes` (names, or
@@ -152,6 +184,7 @@ class Service:
             classes = {names[c]: list(ds) for c, ds in known[task].classes.items()}
             kind = kind or known[task].kind
         described = check_classes(classes)
+        check_class_limits(self.limits, described)
         return tuple((n, tuple(ds)) for n, ds in described.items()), kind or "diagnostic"
 
     def classifier(self, prompts: tuple) -> ZeroShotClassifier:
@@ -241,11 +274,13 @@ class Service:
                     raise found
                 result = None if prompts is None else \
                     self.zeroshot(self.classifier(prompts), own[j], windows[j].spans)
-                answers[j] = Answer(windows[j].spans, queries[j], result, found)
+                answers[j] = Answer(windows[j].spans, queries[j], result, found,
+                                    windows[j].notes)
             except Exception as exc:  # noqa: BLE001 - this job's answer
                 answers[j] = exc
         return answers
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.reader.shutdown(wait=False, cancel_futures=True)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
@@ -14,6 +16,7 @@ from ..paths import default_cache_dir
 from .cache import EmbeddingCache
 from .models import model_identity, resolve_model
 from .space import REPORT_TEMPLATE, TextSpace
+
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -36,6 +39,9 @@ class FrozenTextEncoder:
             can override it, ``"{}"`` embedding texts as they are (class prompts).
         cache_dir: the cache's directory (default :func:`~mets_fast.paths.default_cache_dir`
             under ``text``); ``False`` disables the cache.
+        memory: with ``cache_dir=False``, the vectors of the last `memory` texts are kept in
+            memory instead (least recently used first out): a server's prompt cache, bounded
+            whatever its clients send (0: none).
         dtype: the model's arithmetic: ``"float32"`` (exact), or ``"bfloat16"`` /
             ``"float16"`` (about 2.5x faster on CPUs with AMX and on GPUs; vectors within
             cosine 0.9999 of float32's, cached apart from them).  Pooling is float32.
@@ -47,7 +53,7 @@ class FrozenTextEncoder:
     def __init__(self, model: str | os.PathLike = "default", pooling: str = "mean",
                  max_length: int = 256, batch_size: int = 32, device: str = "cpu",
                  template: str = REPORT_TEMPLATE, cache_dir: str | os.PathLike | bool | None = None,
-                 dtype: str = "float32"):
+                 dtype: str = "float32", memory: int = 0):
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
         if pooling not in ("mean", "cls"):
@@ -86,6 +92,9 @@ class FrozenTextEncoder:
         self._cache_dir = None if cache_dir is False else \
             Path(cache_dir) if cache_dir else default_cache_dir() / "text"
         self._caches: dict = {}
+        if isinstance(memory, bool) or not isinstance(memory, int) or memory < 0:
+            raise ValueError(f"memory must be a number of texts >= 0, got {memory!r}")
+        self._memory = _Recent(memory) if memory and self._cache_dir is None else None
         self._warned_truncation = False
 
     def encode(self, texts: Sequence[str], template: str | None = None) -> np.ndarray:
@@ -122,9 +131,9 @@ class FrozenTextEncoder:
         """The cache key of everything besides the text that decides a vector."""
         return self.text_space.key(template)
 
-    def _cache(self, template: str) -> EmbeddingCache | None:
+    def _cache(self, template: str):
         if self._cache_dir is None:
-            return None
+            return None if self._memory is None else self._memory.of(template)
         if template not in self._caches:
             self._caches[template] = EmbeddingCache(self._cache_dir, self.space(template),
                                                     self.dim)
@@ -192,3 +201,45 @@ def _check_template(template: str) -> None:
         template.format("x")
     except (IndexError, KeyError, ValueError) as exc:
         raise ValueError(f"template {template!r} is not a one-field format string: {exc}") from exc
+
+
+class _Recent:
+    """What a server's encoder remembers in place of the disk cache: the vectors of the last
+    `size` texts over all templates, least recently used first out, under a lock."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.rows: OrderedDict = OrderedDict()  # (template, text) -> vector
+        self.lock = threading.Lock()
+
+    def of(self, template: str) -> "_RecentTemplate":
+        return _RecentTemplate(self, template)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+class _RecentTemplate:
+    """One template's view of :class:`_Recent`, with :class:`EmbeddingCache`'s ``get`` and
+    ``put``."""
+
+    def __init__(self, recent: _Recent, template: str):
+        self.recent, self.template = recent, template
+
+    def get(self, texts) -> dict:
+        rows, found = self.recent.rows, {}
+        with self.recent.lock:
+            for t in texts:
+                if (self.template, t) in rows:
+                    rows.move_to_end((self.template, t))
+                    found[t] = rows[self.template, t]
+        return found
+
+    def put(self, vectors: dict) -> None:
+        rows = self.recent.rows
+        with self.recent.lock:
+            for t, v in vectors.items():
+                rows[self.template, t] = v
+                rows.move_to_end((self.template, t))
+            while len(rows) > self.recent.size:
+                rows.popitem(last=False)
