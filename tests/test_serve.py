@@ -633,3 +633,208 @@ def test_serve_runs_under_uvicorn_with_two_workers(served):
         server.terminate()
         _, err = server.communicate(timeout=60)
     assert "with 2 workers" in err
+
+
+# ----------------------------------------------------------- the third hostile round
+
+@pytest.fixture(scope="module")
+def limited(served):
+    """A server with small bounds on the work of a request."""
+    from mets_fast.serving.limits import Limits
+
+    service = Service.load(served["run"], {"reports": served["reports"]}, max_batch=16,
+                           limits=Limits(seconds=30, samples=12 * 30 * 500, windows=4,
+                                         classes=5, descriptions=2, text=50, memory=8))
+    with fastapi_testclient.TestClient(create_app(service, max_upload_mb=4,
+                                                  max_json_mb=2)) as c:
+        yield c, service
+    service.close()
+
+
+def test_the_work_of_one_request_is_bounded(limited, record):
+    client, service = limited
+    _, signal = record
+    long = {"signal": [[0.1] * (31 * 50)], "fs": 50, "leads": ["I"]}
+    ecg = as_json(np.round(signal[:2, :10000], 3), leads=["I", "II"])  # 20 s: 2 windows
+    cases = [({"ecg": long, "classes": CLASSES}, 413, "lasts 31 s", "--max-seconds"),
+             ({"ecgs": [ecg] * 3, "classes": CLASSES}, 413, "6 windows", "--max-windows"),
+             ({"ecg": ecg, "classes": [f"c{k}" for k in range(6)]}, 422, "6 classes",
+              "--max-classes"),
+             ({"ecg": ecg, "classes": {"a": ["x", "y", "z"], "b": ["w"]}}, 422,
+              "3 descriptions", "--max-descriptions"),
+             ({"ecg": ecg, "classes": ["a" * 51, "b"]}, 422, "51 characters", "--max-text")]
+    for body, status, phrase, flag in cases:
+        answer = client.post("/v1/zeroshot", json=body)
+        assert answer.status_code == status, answer.text
+        assert phrase in answer.json()["error"] and flag in answer.json()["error"]
+    answer = client.post("/v1/retrieve", json={"text": "x" * 51, "index": "reports"})
+    assert answer.status_code == 422 and "--max-text" in answer.json()["error"]
+    npy = npy_bytes(np.zeros((1, 3_000_000), dtype=np.float32))[:200]  # the header suffices
+    answer = client.post("/v1/zeroshot?fs=50&leads=I", content=npy,
+                         headers={"content-type": "application/octet-stream"})
+    assert answer.status_code == 413 and "lasts 60,000 s" in answer.json()["error"]
+    # the bounds hold: ECGs within them are answered
+    assert client.post("/v1/zeroshot", json={"ecgs": [ecg] * 2, "classes": CLASSES}
+                       ).status_code == 200
+
+
+def test_prompts_are_kept_in_bounded_memory_and_never_written_to_disk(limited, record):
+    client, service = limited
+    _, signal = record
+    encoder = service.model.text_encoder()
+    assert encoder._cache_dir is None  # nothing a client sends goes to the disk cache
+    for k in range(12):
+        body = {"ecg": as_json(np.round(signal[:, :5000], 3)),
+                "classes": [f"class {k}", f"other {k}"]}
+        assert client.post("/v1/zeroshot", json=body).status_code == 200
+    assert len(encoder._memory) <= 8
+
+
+def test_health_answers_while_large_bodies_are_parsed(served, record):
+    """Six JSON ECGs just under the default JSON limit (8 MB) at once: parsed off the event
+    loop, one at a time, so /health keeps answering within 0.25 s; with a small reading
+    budget, bodies past it are answered 503 (memory stays bounded)."""
+    import httpx
+
+    _, signal = record
+    service = Service.load(served["run"], max_batch=16)
+    rows = np.tile(signal, 3)[:, :33000] * 1.000001  # full float64 digits: ~18 B a sample
+    big = json.dumps({"ecg": as_json(rows), "classes": CLASSES}).encode()
+    assert 6 * 2**20 < len(big) < 8 * 2**20
+
+    async def go(reading_mb):
+        app = create_app(service, max_reading_mb=reading_mb)
+        transport = httpx.ASGITransport(app=app)
+        async with app.app.router.lifespan_context(app.app), \
+                httpx.AsyncClient(transport=transport, base_url="http://t", timeout=120) as c:
+            jobs = [asyncio.create_task(c.post("/v1/zeroshot", content=big,
+                                               headers={"content-type": "application/json"}))
+                    for _ in range(6)]
+            waits = []
+            while not all(j.done() for j in jobs):
+                began = time.perf_counter()
+                assert (await c.get("/health")).status_code == 200
+                waits.append(time.perf_counter() - began)
+                await asyncio.sleep(0.02)
+            return await asyncio.gather(*jobs), waits
+
+    answers, waits = asyncio.run(go(None))
+    assert [a.status_code for a in answers] == [200] * 6
+    assert len(waits) > 5 and max(waits) < 0.25, waits
+    answers, _ = asyncio.run(go(16))
+    service.close()
+    codes = [a.status_code for a in answers]
+    assert 200 in codes and 503 in codes and set(codes) == {200, 503}, codes
+    refused = next(a for a in answers if a.status_code == 503)
+    assert "try again" in refused.json()["error"] and refused.headers["retry-after"] == "1"
+
+
+def test_requests_that_crashed_the_server_get_4xx(client, record):
+    _, signal = record
+    deep = b'{"ecg": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    answer = client.post("/v1/zeroshot", content=deep, headers={"content-type": "application/json"})
+    assert answer.status_code == 400 and "nested too deeply" in answer.json()["error"]
+    huge = json.dumps({"ecg": {"signal": [[0.1] * 4999 + [10 ** 400]], "fs": 500,
+                               "leads": ["I"]}, "classes": CLASSES})
+    answer = client.post("/v1/zeroshot", content=huge, headers={"content-type": "application/json"})
+    assert answer.status_code == 400 and "float64's range" in answer.json()["error"]
+    for shape in ("(2, -5000)", "(-2, 5000)"):
+        npy = npy_bytes(np.zeros((2, 5000))).replace(b"(2, 5000)", shape.encode().ljust(9))
+        answer = client.post("/v1/zeroshot?fs=500&leads=I,II&classes=%5B%22a%22,%22b%22%5D",
+                             content=npy, headers={"content-type": "application/octet-stream"})
+        assert answer.status_code == 400 and "(leads, samples)" in answer.json()["error"]
+    answer = client.post("/v1/zeroshot?fs=500&leads=I,II&classes=%5B%22a%22,%22b%22%5D",
+                         content=npy_bytes(np.zeros((2, 5000))) + b"extra",
+                         headers={"content-type": "application/octet-stream"})
+    assert answer.status_code == 400 and "longer than its array" in answer.json()["error"]
+    answer = client.post("/v1/retrieve", json={"ecg": as_json(signal), "index": "reports",
+                                               "k": "\u0663"})
+    assert answer.status_code == 400 and "k must be an integer" in answer.json()["error"]
+    answer = client.post("/v1/zeroshot", content=b"{}", headers={
+        "content-type": "application/json", "content-length": b"\xb2"})
+    assert answer.status_code == 400
+
+
+def test_warnings_are_returned_and_a_bad_entry_is_named(client, record):
+    _, signal = record
+    two = {"signal": signal[:2, :5000].tolist(), "fs": 500, "leads": ["foo", "II"]}
+    answer = client.post("/v1/zeroshot", json={"ecg": two, "classes": CLASSES})
+    assert answer.status_code == 200
+    warned = " ".join(answer.json()["warnings"])
+    assert "foo" in warned and "lacks the lead(s)" in warned
+    ok = as_json(signal[:, :5000])
+    short = {"signal": [[0.1] * 100], "fs": 500, "leads": ["I"]}
+    answer = client.post("/v1/zeroshot", json={"ecgs": [ok, ok, short], "classes": CLASSES})
+    assert answer.status_code == 400 and answer.json()["error"].startswith("ecgs[2]: ")
+    answer = client.post("/v1/zeroshot", json={"ecgs": [ok, {"signal": 1}], "classes": CLASSES})
+    assert answer.status_code == 400 and answer.json()["error"].startswith("ecgs[1]: ")
+    answer = client.post("/v1/embed", json={"ecg": ok})
+    assert answer.status_code == 200 and answer.json()["warnings"] == []
+
+
+def test_a_record_with_invalid_samples_round_trips_through_the_page_api(client, tmp_path,
+                                                                        make_ecg):
+    """/v1/record's JSON (null for invalid samples, float32-exact values) is what
+    /v1/zeroshot takes back, and scores as the CLI scores the record."""
+    import wfdb
+
+    x, _ = make_ecg(500, seconds=10, seed=5)
+    signal = np.stack([x * (1 + 0.1 * k) for k in range(12)]).T.copy()
+    digital = np.round(signal * 1000).astype(np.int16)
+    digital[100:150, 3] = -32768  # invalid samples (format 16's code)
+    wfdb.wrsamp("gappy", fs=500, units=["mV"] * 12, sig_name=list(STANDARD_LEADS),
+                d_signal=digital, fmt=["16"] * 12, adc_gain=[1000.0] * 12,
+                baseline=[0] * 12, write_dir=str(tmp_path))
+    path = tmp_path / "gappy"
+    shown = client.post("/v1/record", files=upload(path))
+    assert shown.status_code == 200
+    ecg = shown.json()
+    assert ecg["signal"][3][100] is None and ecg["signal"][3][99] is not None
+    answer = client.post("/v1/zeroshot", json={"ecg": ecg, "classes": CLASSES})
+    assert answer.status_code == 200, answer.text
+    # the record as read from its files (what the CLI reads): the same to 1e-6 (4 decimals
+    # of the samples, as before, gave 1e-5)
+    uploaded = client.post("/v1/zeroshot", files=upload(path),
+                           data={"classes": json.dumps(CLASSES)})
+    np.testing.assert_allclose(answer.json()["mean"], uploaded.json()["mean"], atol=1e-6)
+
+
+def test_upload_errors_name_the_clients_files_not_the_servers(client, record):
+    path, _ = record
+    files = upload(path)
+    damaged = [(f, (name, data if name.endswith(".hea") else data[:1000]))
+               for f, (name, data) in files]
+    answer = client.post("/v1/zeroshot", files=damaged, data={"classes": '["a","b"]'})
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert "mets-fast-upload" not in error and tempfile.gettempdir() not in error, error
+
+
+def test_a_challenge_header_that_disagrees_with_its_matrix_is_refused(client, tmp_path,
+                                                                     make_ecg, write_challenge):
+    """One rule in one home: read_record (zeroshot --record, uploads) refuses what prepare
+    refuses, and reads the Georgia 2020 record line that wfdb refuses."""
+    from mets_fast.data import read_record
+
+    x, _ = make_ecg(500, seconds=10, seed=2)
+    rec = write_challenge(tmp_path / "c", "E00009", np.stack([x] * 12), 500, ["164889003"])
+    header = rec.with_suffix(".hea")
+    first, rest = header.read_text().split("\n", 1)
+    header.write_text(f"E00009.mat 12 500 5000 05-May-2020 14:50:55\n{rest}")
+    assert read_record(rec).signal.shape == (12, 5000)
+    answer = client.post("/v1/zeroshot", files=upload(rec), data={"classes": '["a","b"]'})
+    assert answer.status_code == 200, answer.text
+    lines = header.read_text().splitlines()
+    header.write_text("\n".join(["E00009.mat 6 500 5000"] + lines[1:7] + lines[13:]) + "\n")
+    with pytest.raises(ValueError, match="declares 6 signals"):
+        read_record(rec)
+    answer = client.post("/v1/zeroshot", files=upload(rec), data={"classes": '["a","b"]'})
+    assert answer.status_code == 400 and "declares 6 signals" in answer.json()["error"]
+
+
+def test_the_api_key_scheme_is_case_insensitive(service):
+    with fastapi_testclient.TestClient(create_app(service, api_key="s3cret")) as c:
+        for header in ("Bearer s3cret", "bearer s3cret", "BEARER  s3cret"):
+            assert c.get("/v1/info", headers={"Authorization": header}).status_code == 200
+        for header in ("Bearer s3cre", "Basic s3cret", "s3cret"):
+            assert c.get("/v1/info", headers={"Authorization": header}).status_code == 401

@@ -223,7 +223,8 @@ def prepare_recording(signal: np.ndarray, fs: float, leads: Sequence[str],
     if peak > MAX_MV:  # squared in float32 by the normalisation, it would overflow
         raise ValueError(f"{name} holds samples of up to {peak:.3g} mV, which no ECG has (is its "
                          f"gain, units per mV, right?)")
-    _warn_unused(name, [n for n in settings.leads if n not in leads], faults, leads)
+    _warn_unused(name, [n for n in settings.leads if n not in leads], faults, leads,
+                 [n for n in leads if n not in settings.leads])
     if seconds < settings.seconds:
         warnings.warn(f"{name} lasts {seconds:.3g} s, less than the model's {settings.seconds:g} "
                       f"s window: the rest is zeros, and its scores rest on less signal than the "
@@ -251,15 +252,19 @@ def cut_windows(x: np.ndarray, samples: int) -> tuple:
     return fit_length(windows, samples), min(x.shape[-1], samples)
 
 
-def _warn_unused(name: str, missing: list, faults: np.ndarray, leads: list) -> None:
-    """One warning naming the model's leads that are zeros: missing, or unusable (in some ECG
-    of a batch)."""
-    parts = [f"lacks the lead(s) {missing}"] if missing else []
+def _warn_unused(name: str, missing: list, faults: np.ndarray, leads: list,
+                 ignored: list = ()) -> None:
+    """One warning naming the model's leads that are zeros (missing, or unusable in some ECG
+    of a batch) and the recording's leads the model does not take (`ignored`)."""
+    parts = [f"has the lead(s) {list(ignored)}, which the model does not take (ignored)"] \
+        if ignored else []
+    parts += [f"lacks the lead(s) {missing}"] if missing else []
     bad = faults.reshape(-1, len(leads))
     unusable = [f"{lead} ({sorted(set(bad[:, k]) - {''})[0]})" for k, lead in enumerate(leads)
                 if (bad[:, k] != "").any()]
     if unusable:
         parts.append(f"cannot use the lead(s) {', '.join(unusable)}")
     if parts:
-        warnings.warn(f"{name} {' and '.join(parts)}: they are zeros, as missing leads were in "
-                      f"training", stacklevel=3)
+        zeros = "" if parts[-1].startswith("has the lead") else \
+            ": the model's leads it lacks are zeros, as missing leads were in training"
+        warnings.warn(f"{name} {' and '.join(parts)}{zeros}", stacklevel=3)

@@ -11,6 +11,7 @@ import numpy as np
 from ..errors import UsageError
 from ..signal import handle_nonfinite, resample
 from .wfdb_fast import read_plain, require_file
+from .wfdb_mat import read_mat
 
 MIN_SECONDS = 2.0  # a shorter recording holds under two heartbeats: nothing to score or learn
 
@@ -79,9 +80,9 @@ def read_record(path: str | os.PathLike, fs: float | None = None,
         raise FileNotFoundError(f"WFDB header not found: {header_file}")
     if not header_file.read_text(errors="replace").strip():
         raise ValueError(f"WFDB header {header_file} is empty")
-    read = read_plain(base, header_file)
-    if read is None:  # anything but a plain single-segment format 16/212 record
-        read = _read_with_wfdb(base, header_file)
+    # a plain single-segment format 16/212 record; the Challenges' .mat; anything else
+    read = read_plain(base, header_file) or read_mat(base, header_file) or \
+        _read_with_wfdb(base, header_file)
     signal, source_fs, raw_names, comments = read
     if not (np.isfinite(source_fs) and source_fs > 0):
         raise ValueError(f"WFDB header {header_file} gives a sampling rate of {source_fs:g} Hz; "

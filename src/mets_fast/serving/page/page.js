@@ -1,6 +1,7 @@
 // The page talks to the API as any client does: JSON in, JSON out.
 "use strict";
 let ecg = null;  // {signal, fs, leads} of the record shown
+let files = null;  // the uploaded files of the record shown (sent again, not its samples)
 const $ = (id) => document.getElementById(id);
 
 function headers(json) {
@@ -21,6 +22,20 @@ async function call(method, path, body) {
 }
 
 function report(error) { $("error").textContent = error ? String(error.message || error) : ""; }
+
+function warn(answer) { $("error").textContent = (answer.warnings || []).join(" "); }
+
+// the record shown as a request body: its files again where it was uploaded (as the server
+// reads them, whatever their length), else the JSON ECG; `fields` beside it
+function body(fields) {
+  if (!files) return {ecg, ...fields};
+  const form = new FormData();
+  for (const f of files) form.append("files", f, f.name);
+  for (const [k, v] of Object.entries(fields)) {
+    form.append(k, typeof v === "string" ? v : JSON.stringify(v));
+  }
+  return form;
+}
 
 function plot(record) {
   const holder = $("leads");
@@ -54,26 +69,28 @@ function plot(record) {
   $("retrieve").disabled = $("index").options.length === 0;
 }
 
-async function show(promise) {
+async function show(promise, uploaded) {
   report(null);
-  try { ecg = await promise; plot(ecg); } catch (e) { report(e); }
+  try { ecg = await promise; files = uploaded; plot(ecg); } catch (e) { report(e); }
 }
 
 $("files").addEventListener("change", () => {
+  const chosen = Array.from($("files").files);
   const form = new FormData();
-  for (const f of $("files").files) form.append("files", f, f.name);
-  show(call("POST", "/v1/record", form));
+  for (const f of chosen) form.append("files", f, f.name);
+  show(call("POST", "/v1/record", form), chosen);
 });
 
 $("example").addEventListener("change", () => {
-  if ($("example").value) show(call("GET", "/v1/examples/" + encodeURIComponent($("example").value)));
+  if ($("example").value) show(call("GET", "/v1/examples/" + encodeURIComponent($("example").value)), null);
 });
 
 $("classify").addEventListener("click", async () => {
   report(null);
   const classes = $("classes").value.split("\n").map((s) => s.trim()).filter(Boolean);
   try {
-    const r = await call("POST", "/v1/zeroshot", {ecg, classes, kind: $("kind").value});
+    const r = await call("POST", "/v1/zeroshot", body({classes, kind: $("kind").value}));
+    warn(r);
     const chart = $("chart");
     chart.innerHTML = "";
     r.classes.forEach((name, k) => {
@@ -94,7 +111,8 @@ $("retrieve").addEventListener("click", async () => {
   report(null);
   try {
     const r = await call("POST", "/v1/retrieve",
-                         {ecg, index: $("index").value, k: Number($("k").value)});
+                         body({index: $("index").value, k: String($("k").value)}));
+    warn(r);
     const body = $("results").querySelector("tbody");
     body.innerHTML = "";
     for (const hit of r.results) {
