@@ -114,10 +114,26 @@ def test_odd_shapes_and_a_shift_longer_than_the_window(shape):
     (Augment(shift=float("nan")), "--aug-shift must be a finite number"),
     (Augment(scale=50.0), "use at most 5"),
     (Augment(leads=1.5), "--aug-leads is a probability"),
+    (Augment(noise=1e9), "--aug-noise 1e\\+09 is in lead standard deviations"),
+    (Augment(powerline=1e30), "--aug-powerline 1e\\+30 is in lead standard deviations"),
+    (Augment(wander=10.5), "above 10 the ECG drowns"),
+    (Augment(shift=100.0), "would shift the whole 10 s window out"),
+    (Augment(shift=10.0), "give less than 10"),
 ])
 def test_bad_strengths_are_refused_naming_the_flag(bad, phrase):
     with pytest.raises(ValueError, match=phrase.replace("(", r"\(")):
-        bad.check()
+        bad.check(seconds=10.0)
+    assert Augment(noise=10.0, shift=9.9).check(seconds=10.0)  # the bounds themselves pass
+
+
+def test_the_cli_refuses_a_shift_longer_than_the_window(capsys, tiny_lm, tmp_path):
+    from mets_fast.train import main
+
+    assert main(["--aug-shift", "100", "--preset", "smoke", "--corpus-size", "160", "--quiet",
+                 "--lm", str(tiny_lm), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "--aug-shift 100 s would shift the whole 10 s window out" in err
+    assert not (tmp_path / "r").exists()
 
 
 def test_the_cli_refuses_a_negative_strength(capsys):

@@ -209,3 +209,56 @@ def test_the_probe_on_a_challenge_tree_scores_the_challenge_metric(trained, tmp_
     for encoder in ("pretrained", "random"):
         for fraction in ("1%", "10%", "100%"):
             assert result[encoder][fraction]["challenge_score"] <= 1
+
+
+def test_a_single_lead_tree_is_refused_or_mapped_as_the_user_says(tmp_path, make_ecg, capsys,
+                                                                  write_challenge):
+    """The 2017 Challenge's records (one lead named ECG, 300 Hz, no Dx): each is skipped
+    naming its leads, so the run stores nothing and fails; with --lead-names ECG=I they are
+    lead I.  Their A00001 names are not CPSC2018's A0001."""
+    root = tmp_path / "cinc2017"
+    for k in range(3):
+        x, _ = make_ecg(300, seconds=12, seed=k)
+        rec = write_challenge(root, f"A0000{k + 1}", x[None], 300, [])
+        header = rec.with_suffix(".hea")
+        header.write_text(header.read_text().replace(" I\n", " ECG\n"))
+    out = tmp_path / "s"
+    assert prepare_main(["challenge", str(root), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "no ECG could be prepared" in err and "its leads are ECG" in err
+    assert "--lead-names" in err and not out.exists()
+    assert prepare_main(["challenge", str(root), "--out", str(out), "--quiet",
+                         "--lead-names", "ECG=I"]) == 0
+    store = ECGStore.open(out)
+    assert len(store) == 3 and store.lead_mask[:, 0].all() and not store.lead_mask[:, 1:].any()
+    assert set(store.meta["database"]) == {"unknown"}
+    for bad in ("ECG", "ECG=Q7", "ECG=I,ecg=II"):
+        assert prepare_main(["challenge", str(root), "--out", str(tmp_path / "t"),
+                             "--lead-names", bad]) == 2
+        assert "--lead-names" in capsys.readouterr().err
+
+
+def test_databases_are_recognised_by_the_whole_name_and_the_rate():
+    assert database_of("A0001", 500) == "CPSC2018" and database_of("A00001", 300) == "unknown"
+    assert database_of("A0001", 300) == "unknown" and database_of("I0001", 257) == "INCART"
+    assert database_of("HR00001") == "PTB-XL" and database_of("HR1") == "unknown"
+    assert database_of("E00009x") == "unknown"
+
+
+def test_progress_totals_short_records_and_every_reason(tmp_path, make_ecg, capsys,
+                                                       write_challenge):
+    from mets_fast.data.preprocess import DEFAULT_SETTINGS
+    from mets_fast.data.sources.challenge import source
+
+    root = tmp_path / "t"
+    for k, seconds in enumerate([10, 10, 25, 1.5]):
+        x, _ = make_ecg(500, seconds=seconds, seed=k)
+        write_challenge(root, f"A000{k + 1}", np.stack([x] * 12), 500, ["164889003"])
+    (root / "A0005.hea").write_text("A0005 12 500 5000\nA0005.mat 16 1000/mV\n")
+    # windows: 1 + 1 + 2 + 1 (a record the header misdescribes counts 1); exact, not 2 each
+    assert source(DEFAULT_SETTINGS, root).n_max == 6
+    assert prepare_main(["challenge", str(root), "--out", str(tmp_path / "s")]) == 0
+    printed = capsys.readouterr().out
+    assert len(ECGStore.open(tmp_path / "s")) == 4  # the 1.5 s record is not stored
+    assert "notch off" in printed
+    assert "lasts 1.5 s: too short" in printed and "signal line(s)" in printed

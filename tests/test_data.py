@@ -495,3 +495,37 @@ def test_prepare_help_runs():
 def test_import_does_not_pull_torch():
     code = "import sys, mets_fast.data; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("what", ["documents", "file", "tree", "store-with-extra"])
+def test_prepare_overwrite_replaces_only_a_store_or_an_empty_folder(tmp_path, capsys, what):
+    out = tmp_path / "d"
+    if what == "file":
+        out.write_text("keep me")
+    elif what == "store-with-extra":
+        assert prepare_main(["synthetic", "--n", "20", "--out", str(out), "--quiet"]) == 0
+        (out / "notes.txt").write_text("keep me")
+    else:
+        (out / "docs").mkdir(parents=True)
+        (out / "docs" / "a.txt").write_text("keep me")
+        if what == "tree":
+            (out / "b.txt").write_text("keep me")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert prepare_main(["synthetic", "--n", "20", "--out", str(out), "--overwrite"]) == 2
+    assert "--overwrite replaces only a store" in capsys.readouterr().err or what == \
+        "store-with-extra"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing touched
+    from mets_fast.data import StoreWriter
+
+    with pytest.raises(ValueError, match="not an ECG store|not a store's"):
+        StoreWriter(out, 1, ["I"], 100, 100.0, overwrite=True)
+
+
+def test_prepare_overwrite_replaces_a_store_and_fills_an_empty_folder(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert prepare_main(["synthetic", "--n", "20", "--out", str(empty), "--overwrite",
+                         "--quiet"]) == 0
+    assert prepare_main(["synthetic", "--n", "30", "--out", str(empty), "--overwrite",
+                         "--quiet"]) == 0
+    assert len(ECGStore.open(empty)) == 30

@@ -87,3 +87,18 @@ def test_the_ptbxl_subset_finds_merls_test_ecgs(trained, shared_data, capsys):
                                                    "ptbxl_rhythm")]
     assert found == [63, 63, 16, 64]
     assert all(0 <= result["sets"][t]["auroc"] <= 1 for t in ("ptbxl_super", "ptbxl_rhythm"))
+
+
+def test_a_benchmark_that_scores_no_set_fails(trained, tmp_path, make_ecg, write_challenge,
+                                              capsys):
+    root = tmp_path / "other"
+    x, _ = make_ecg(500, seconds=12, seed=0)
+    write_challenge(root, "Q0001", np.stack([x] * 12), 500, ["164889003"])  # in no MERL set
+    assert zeroshot_main(["--model", str(trained), "--benchmark", "merl", "--challenge",
+                          str(root), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "no MERL set could be scored" in err and "cpsc2018: none of its test ECGs" in err
+    for leads in ("", ","):  # one rule for --leads everywhere: an empty list is refused
+        assert zeroshot_main(["--model", str(trained), "--benchmark", "merl", "--challenge",
+                              str(root), "--leads", leads]) == 2
+        assert "--leads must be comma-separated" in capsys.readouterr().err

@@ -73,7 +73,10 @@ def device_bf16(device) -> tuple:
     """``(native, what)`` for a torch device (``"cpu"``, ``"cuda"``, ``torch.device``)."""
     import torch
 
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):  # the caller's own check names the device
+        return False, f"{device!r} is not a device torch knows"
     if device.type == "cuda":
         if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
             return True, f"{torch.cuda.get_device_name(device)} computes bfloat16"

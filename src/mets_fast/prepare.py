@@ -74,6 +74,8 @@ def settings_of(args) -> Settings:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     leads = default.leads if args.leads is None else parse_leads(args.leads)
+    if getattr(args, "lead_names", None) is not None:
+        args.lead_names = parse_lead_names(args.lead_names)
     return Settings(fs, seconds, leads, not args.no_clean, powerline or None,
                     args.normalize or default.normalize, args.dtype or default.dtype)
 
@@ -165,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="PhysioNet/CinC Challenge 2020/2021 trees (.hea + .mat)")
     s.add_argument("paths", nargs="+", type=Path, metavar="ROOT",
                    help="folders searched recursively for records (every database mixed)")
-    s.add_argument("--lead-names", type=parse_lead_names, default=None, metavar="OWN=STD,...",
+    s.add_argument("--lead-names", default=None, metavar="OWN=STD,...",
                    help="map the records' own lead names to standard ones (ECG=I for the "
                         "2017 Challenge's single lead); a record with none of the leads asked "
                         "for is skipped, naming its leads")

@@ -131,18 +131,18 @@ def parse_lead_names(text: str) -> dict:
         if standard_lead(standard) not in STANDARD_LEADS:
             raise UsageError(f"--lead-names {pair}: {standard!r} is not one of the standard "
                              f"leads {', '.join(STANDARD_LEADS)}")
-        if standard_lead(own) in mapping:
-            raise UsageError(f"--lead-names maps {own!r} twice")
+        if standard_lead(own).lower() in {k.lower() for k in mapping}:
+            raise UsageError(f"--lead-names maps {own!r} twice (names are case-insensitive)")
         mapping[standard_lead(own)] = standard_lead(standard)
     return mapping
 
 
 def rename_leads(names: Sequence[str], mapping: dict | None = None) -> tuple:
     """A record's lead names in their standard spelling (:func:`standard_lead`), those that
-    `mapping` names (own name -> standard lead, as :func:`parse_lead_names` makes it) renamed
-    first."""
-    mapping = {standard_lead(k): v for k, v in (mapping or {}).items()}
-    return tuple(standard_lead(mapping.get(standard_lead(n), n)) for n in names)
+    `mapping` names (own name -> standard lead, as :func:`parse_lead_names` makes it; names
+    compared case-insensitively) renamed first."""
+    mapping = {standard_lead(k).lower(): v for k, v in (mapping or {}).items()}
+    return tuple(standard_lead(mapping.get(standard_lead(n).lower(), n)) for n in names)
 
 
 def select_leads(signal: np.ndarray, names: Sequence[str], wanted: Sequence[str],

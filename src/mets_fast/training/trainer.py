@@ -106,8 +106,10 @@ def resolve(data: str | list | None = None, preset: str | None = None,
         given["data"] = _data_value(data)
     if preset is not None:
         given["preset"] = preset
+    # a run with a committed checkpoint: its own settings (a run killed before its first
+    # checkpoint has nothing to continue and starts again from the flags)
     saved = Path(given["out"]) / "args.json" if given.get("resume") and given.get("out") \
-        else None
+        and checkpoint.committed_checkpoints(Path(given["out"])) else None
     if saved is not None and saved.is_file():
         base = {**BEFORE_IT_EXISTED, **rest, **read_json(saved)}
         fields = {k: given.get(k, base.get(k)) for k in TrainConfig._fields}
@@ -178,13 +180,26 @@ def _check(c: TrainConfig) -> None:
                          f"trains on CPUs and NVIDIA GPUs)")
     if c.warmup >= 1:
         raise ValueError(f"warmup is a fraction of the steps, below 1; got {c.warmup}")
-    strengths(c).check()
+    strengths(c).check(_window_seconds(c.data))
     if c.negatives not in NEGATIVES:
         raise ValueError(f"--negatives must be one of {NEGATIVES}, got {c.negatives!r}")
     if isinstance(c.seed, bool) or not isinstance(c.seed, int) or c.seed < 0:
         raise ValueError(f"--seed must be a non-negative integer, got {c.seed!r}")
     if c.threads is not None and (not isinstance(c.threads, int) or c.threads < 1):
         raise ValueError(f"--threads must be a positive integer, got {c.threads!r}")
+
+
+def _window_seconds(data) -> float | None:
+    """The length of the windows a run on `data` trains on (its first source's: the others
+    are prepared with its settings); None where a store cannot be read yet (the run then
+    fails on it, saying why)."""
+    first = parse_data(data_list(data)[0], weighted=True)
+    if first.kind != "store":
+        return SETTINGS[first.kind].seconds
+    try:
+        return store_settings(ECGStore.open(first.path)).seconds
+    except (OSError, ValueError):
+        return None
 
 
 def strengths(c: TrainConfig) -> Augment:
@@ -258,9 +273,8 @@ class _Run:
             print(f"training on {len(self.train_rows)} ECGs of {len(paths)} sources: "
                   + ", ".join(f"{name} {k} ({100 * w:.0f} % of each epoch)"
                               for name, k, w in zip(names, counts, share)), flush=True)
-        self.settings = store_settings(self.store)
-        strengths(config).check(self.settings.seconds)
         self.text_table, self.report_index = self._embed_reports()
+        self.settings = store_settings(self.store)
 
     # ------------------------------------------------------------------------------ set-up
 

@@ -27,7 +27,7 @@ function warn(answer) { $("error").textContent = (answer.warnings || []).join(" 
 
 // the record shown as a request body: its files again where it was uploaded (as the server
 // reads them, whatever their length), else the JSON ECG; `fields` beside it
-function body(fields) {
+function requestBody(fields) {
   if (!files) return {ecg, ...fields};
   const form = new FormData();
   for (const f of files) form.append("files", f, f.name);
@@ -89,7 +89,7 @@ $("classify").addEventListener("click", async () => {
   report(null);
   const classes = $("classes").value.split("\n").map((s) => s.trim()).filter(Boolean);
   try {
-    const r = await call("POST", "/v1/zeroshot", body({classes, kind: $("kind").value}));
+    const r = await call("POST", "/v1/zeroshot", requestBody({classes, kind: $("kind").value}));
     warn(r);
     const chart = $("chart");
     chart.innerHTML = "";
@@ -111,7 +111,7 @@ $("retrieve").addEventListener("click", async () => {
   report(null);
   try {
     const r = await call("POST", "/v1/retrieve",
-                         body({index: $("index").value, k: String($("k").value)}));
+                         requestBody({index: $("index").value, k: String($("k").value)}));
     warn(r);
     const body = $("results").querySelector("tbody");
     body.innerHTML = "";
