@@ -98,7 +98,8 @@ class Service:
         # what clients send is never written to the text cache on disk, and only the last
         # `limits.memory` prompts and queries are kept in memory (options apply when the
         # model's language model is first built: here, unless a caller gave it one)
-        model.text_encoder(cache_dir=False, memory=int(self.limits.memory))
+        if model.text_space.model:
+            model.text_encoder(cache_dir=False, memory=int(self.limits.memory))
 
     @classmethod
     def load(cls, run: str | Path, indexes: Mapping[str, str | Path] | None = None,
