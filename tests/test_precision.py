@@ -2,6 +2,7 @@
 natively, whatever CPU runs the tests (the stand-ins and torch's queries are set here)."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -87,3 +88,23 @@ def test_info_says_which_arithmetic(native, capsys):
     assert cli_main(["info"]) == 0
     precision = json.loads(capsys.readouterr().out)["precision"]
     assert precision["cpu_bf16_native"] is False and "float32" in precision["cpu"]
+
+
+@pytest.mark.parametrize("isa", ["portable", "avx2"])
+def test_the_isa_stand_in_also_holds_the_packages_own_kernels(isa):
+    import subprocess
+    import sys
+
+    from mets_fast.loss import _C
+
+    if isa not in _C.available_isas():
+        pytest.skip(f"this CPU or build has no {isa} kernels")
+    env = {**os.environ, "METS_FAST_CPU_ISA": isa}
+    shown = subprocess.run([sys.executable, "-m", "mets_fast", "info"], env=env,
+                           capture_output=True, text=True, check=True).stdout
+    info = json.loads(shown)
+    assert info["backends"]["cpu_isa"] == isa and info["precision"]["cpu_bf16_native"] is False
+    env["METS_FAST_CPU_ISA"] = "sse9"
+    failed = subprocess.run([sys.executable, "-m", "mets_fast", "info"], env=env,
+                            capture_output=True, text=True)
+    assert failed.returncode != 0 and "METS_FAST_CPU_ISA must be one of" in failed.stderr

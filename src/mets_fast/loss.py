@@ -48,6 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .precision import ISA_VARIABLE, package_isa
+
 try:
     from . import _C
 except ImportError as exc:  # pragma: no cover - only a broken install gets here
@@ -60,6 +62,12 @@ try:
     from . import _cuda
 except ImportError:  # built without a CUDA toolkit
     _cuda = None
+
+if package_isa() is not None:  # a stand-in for an older CPU: the kernels follow it
+    if package_isa() not in _C.available_isas():
+        raise ImportError(f"${ISA_VARIABLE}={package_isa()}: this CPU and build run "
+                          f"{', '.join(_C.available_isas())}")
+    _C.set_isa(package_isa())
 
 Scale = Union[Tensor, float]
 Groups = Union[Tensor, np.ndarray, None]  # (B,) integers, equal ids = the same report

@@ -40,15 +40,23 @@ class Precision(NamedTuple):
     reason: str
 
 
+def package_isa() -> str | None:
+    """``$METS_FAST_CPU_ISA`` (``avx512``, ``avx2`` or ``portable``: the instruction set the
+    package's own CPU kernels use, a stand-in for an older CPU), None where unset; a ValueError
+    for another value."""
+    own = os.environ.get(ISA_VARIABLE, "").strip().lower()
+    if own and own not in _PACKAGE_ISAS:
+        raise ValueError(f"${ISA_VARIABLE} must be one of {', '.join(_PACKAGE_ISAS)}, got "
+                         f"{own!r}")
+    return own or None
+
+
 def cpu_bf16() -> tuple:
     """``(native, what)``: whether this process's CPU computes bfloat16 natively, and the
     instructions (or the stand-in) that decided it."""
     import torch
 
-    own = os.environ.get(ISA_VARIABLE, "").strip().lower()
-    if own and own not in _PACKAGE_ISAS:
-        raise ValueError(f"${ISA_VARIABLE} must be one of {', '.join(_PACKAGE_ISAS)}, got "
-                         f"{own!r}")
+    own = package_isa()
     if own in ("avx2", "portable"):
         return False, f"${ISA_VARIABLE}={own} stands in for a CPU without bfloat16"
     capped = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
