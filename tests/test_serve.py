@@ -290,6 +290,30 @@ def test_a_lone_request_does_not_wait_for_company_and_others_are_waited_for():
     assert many == [2 * k for k in range(20)]
 
 
+def test_a_batch_stops_at_its_cost_so_a_large_request_delays_others_by_one_batch():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mets_fast.serving.batcher import Batcher
+
+    calls = []
+
+    def run(jobs):
+        calls.append(list(jobs))
+        return jobs
+
+    async def go():
+        batcher = Batcher(run, ThreadPoolExecutor(1), max_batch=8, max_wait=0.0,
+                          cost=lambda windows: windows, max_cost=10)
+        batcher.start()
+        futures = [batcher.submit(w) for w in (6, 1, 1, 9, 1, 30, 1)]  # 30: over alone
+        answers = await asyncio.gather(*futures)
+        await batcher.stop()
+        return answers
+
+    assert asyncio.run(go()) == [6, 1, 1, 9, 1, 30, 1]  # in order, none lost
+    assert calls == [[6, 1, 1], [9, 1], [30], [1]]
+
+
 def test_a_batch_answers_each_job_and_a_bad_one_alone(served, record):
     """A batch's answers equal each job run alone; a record too short fails only its job;
     each index is searched once for all its jobs."""

@@ -79,7 +79,7 @@ def read_json_body(body: bytes, max_batch: int, limits: Limits) -> Request:
     """A JSON request body: an object with ``ecg`` or ``ecgs`` (1 to `max_batch`; an entry's
     error names it, ``ecgs[3]: ...``) and the other fields."""
     try:
-        fields = json.loads(body)
+        fields = json.loads(body, parse_constant=_no_constant)
     except RecursionError:
         raise ValueError("the JSON body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -96,6 +96,12 @@ def read_json_body(body: bytes, max_batch: int, limits: Limits) -> Request:
                                 for k, e in enumerate(ecgs)], True)
     ecgs = [from_json(fields["ecg"], limits)] if "ecg" in fields else None
     return Request(fields, ecgs, False)
+
+
+def _no_constant(name: str):
+    """JSON has no NaN or Infinity (Python's parser takes them): refused, naming null."""
+    raise ValueError(f"the JSON body holds {name}: JSON has no NaN or infinite samples; send "
+                     f"null for an invalid sample")
 
 
 def read_npy_body(params: dict, body: bytes, limits: Limits) -> Request:
@@ -147,9 +153,9 @@ def parse_int(value, name: str) -> int:
 
 
 def from_json(ecg, limits: Limits | None = None) -> Recording:
-    """``{"signal": leads x samples, "fs": Hz, "leads": [names]}``; a ``null`` sample is an
-    invalid one (NaN, as a record's invalid ADC value: preprocessing fills short gaps and
-    zeroes a lead that is mostly invalid).  `limits`: the recording's size is checked before
+    """``{"signal": leads x samples, "fs": Hz, "leads": [names]}``; a ``null`` (or NaN) sample
+    is an invalid one (as a record's invalid ADC value: preprocessing fills short gaps and
+    zeroes a lead that is mostly invalid); an infinite one is refused.  `limits`: the recording's size is checked before
     its samples are converted."""
     if not isinstance(ecg, dict):
         raise ValueError("an ECG is an object {\"signal\": leads x samples, \"fs\": Hz, "
@@ -177,8 +183,8 @@ def from_json(ecg, limits: Limits | None = None) -> Recording:
     except OverflowError:
         raise ValueError("signal holds a number beyond float64's range (about 1.8e308)") \
             from None
-    if np.isinf(signal).any() or any(isinstance(v, float) and v != v for r in rows for v in r):
-        raise ValueError("signal holds NaN or infinite samples: send null for an invalid sample")
+    if np.isinf(signal).any():
+        raise ValueError("signal holds infinite samples: send null for an invalid sample")
     return _checked(signal, fs, leads, invalid_ok=True)
 
 
