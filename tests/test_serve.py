@@ -712,6 +712,7 @@ def test_prompts_are_kept_in_bounded_memory_and_never_written_to_disk(limited, r
                 "classes": [f"class {k}", f"other {k}"]}
         assert client.post("/v1/zeroshot", json=body).status_code == 200
     assert len(encoder._memory) <= 8
+    assert client.get("/v1/info").json()["limits"]["classes"] == 5  # clients can see them
 
 
 def test_health_answers_while_large_bodies_are_parsed(served, record):

@@ -1,7 +1,7 @@
 """The HTTP face of a :class:`~mets_fast.serving.service.Service`: a FastAPI app.
 
     GET  /health          {"status": "ok", "model": id}  (no key needed)
-    GET  /v1/info         the model's preprocessing, the indexes, the built-in tasks
+    GET  /v1/info         the model's preprocessing, the limits, the indexes, the built-in tasks
     POST /v1/zeroshot     an ECG (or "ecgs") and classes or a task -> probabilities
     POST /v1/retrieve     an ECG or a text, an index and k -> the nearest items
     POST /v1/embed        an ECG or a text -> its embedding

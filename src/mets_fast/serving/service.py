@@ -126,6 +126,7 @@ class Service:
         s = self.model.settings
         return {"model": self.id,
                 "preprocessing": {"fs": s.fs, "leads": list(s.leads), "seconds": s.seconds},
+                "limits": self.limits._asdict(),
                 "indexes": [{"name": name, "items": index.items, "kind": index.kind,
                              "count": len(index), "dim": index.dim}
                             for name, index in self.indexes.items()],
