@@ -41,11 +41,19 @@ def machine() -> dict:
         except ImportError:
             pass
     try:
+        import torch
+
         from mets_fast.loss import backends
+        from mets_fast.precision import choose
 
         info["mets_fast_backends"] = backends()
+        info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        info["bf16"] = choose("cpu", preset=True).reason
     except ImportError:
         pass
+    # what stands in for an older CPU in this run (oneDNN's, ATen's and the package's)
+    info["stand_ins"] = {k: os.environ[k] for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY",
+                                                    "METS_FAST_CPU_ISA") if k in os.environ}
     return info
 
 
