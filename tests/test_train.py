@@ -134,7 +134,7 @@ def test_resume_takes_the_runs_own_settings_and_extends_a_finished_run(tiny_lm, 
     assert train_main(run_args(tiny_lm, split, "--epochs", "2", *common[2:])) == 0
     assert train_main(["--out", str(split), "--resume", "--epochs", "3"]) == 0
     out = capsys.readouterr().out
-    assert "extending the run to 3 epochs" in out
+    assert "the run now ends after 3 epochs" in out
     args = json.loads((split / "args.json").read_text())
     assert args["epochs"] == 3 and args["aug_noise"] == 0.1 and args["lm"] == str(tiny_lm)
     assert [p.name for p in checkpoint.committed_checkpoints(split)][-1] == "epoch-0003"

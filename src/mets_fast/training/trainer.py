@@ -254,7 +254,7 @@ class _Run:
             elif not config.quiet:
                 print(f"arithmetic: {self.precision.reason}", flush=True)
             if self.extended and not config.quiet:
-                print(f"extending the run to {config.epochs} epochs: the learning-rate "
+                print(f"the run now ends after {config.epochs} epochs: the learning-rate "
                       f"schedule is recomputed over the new total", flush=True)
         set_threads(config.threads)
         if world.main:
