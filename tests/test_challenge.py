@@ -262,3 +262,13 @@ def test_progress_totals_short_records_and_every_reason(tmp_path, make_ecg, caps
     assert len(ECGStore.open(tmp_path / "s")) == 4  # the 1.5 s record is not stored
     assert "notch off" in printed
     assert "lasts 1.5 s: too short" in printed and "signal line(s)" in printed
+
+
+def test_the_help_and_the_readme_say_what_is_done(capsys):
+    from pathlib import Path
+
+    with pytest.raises(SystemExit):
+        prepare_main(["challenge", "--help"])
+    assert "Challenge trees none" in " ".join(capsys.readouterr().out.split())
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert "three example records (PTB-XL" not in readme and "no real record" in readme
