@@ -115,6 +115,12 @@ def write_results(name: str, payload: dict, quick: bool) -> Path:
     """Full runs go to benchmarks/results/<name>.json; quick runs to a temporary file, so that a
     smoke run never overwrites the figures a closing note quotes."""
     payload = {"benchmark": name, "quick": quick, "machine": machine(), **payload}
+    m = payload["machine"]
+    stand_ins = " ".join(f"{k}={v}" for k, v in m["stand_ins"].items()) or "none"
+    print(f"\nmachine: {m.get('cpu')}, {m['cores']} cores; torch runs "
+          f"{m.get('torch_cpu_capability')}, the loss kernels "
+          f"{m.get('mets_fast_backends', {}).get('cpu_isa')}; {m.get('bf16')}; stand-ins: "
+          f"{stand_ins}")
     if quick:
         path = Path(tempfile.gettempdir()) / f"{name}.quick.json"
     else:
