@@ -63,11 +63,12 @@ try:
 except ImportError:  # built without a CUDA toolkit
     _cuda = None
 
-if package_isa() is not None:  # a stand-in for an older CPU: the kernels follow it
-    if package_isa() not in _C.available_isas():
-        raise ImportError(f"${ISA_VARIABLE}={package_isa()}: this CPU and build run "
+_STAND_IN = package_isa()
+if _STAND_IN is not None:  # a stand-in for an older CPU: the kernels follow it
+    if _STAND_IN not in _C.available_isas():
+        raise ImportError(f"${ISA_VARIABLE}={_STAND_IN}: this CPU and build run "
                           f"{', '.join(_C.available_isas())}")
-    _C.set_isa(package_isa())
+    _C.set_isa(_STAND_IN)
 
 Scale = Union[Tensor, float]
 Groups = Union[Tensor, np.ndarray, None]  # (B,) integers, equal ids = the same report

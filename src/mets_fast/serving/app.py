@@ -32,7 +32,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from .inputs import Recording, parse_int, read_form, read_json_body, read_npy_body
+from .inputs import (Recording, labelled, parse_int, read_form, read_json_body,
+                     read_npy_body)
 from .limits import LimitExceeded, check_text, over
 from .service import Job, Service
 
@@ -257,9 +258,11 @@ def create_app(service: Service, *, api_key: str | None = None,
             raise HTTPException(404, f"no example {name!r}; the examples are {sorted(found)}")
         from ..data.records import read_record
 
-        record = await service.read(read_record, found[name])
-        return {"name": name, **(await service.read(
-            _as_json, Recording(record.signal, record.fs, record.leads)))}
+        def shown() -> dict:
+            record = read_record(found[name])
+            return _as_json(Recording(record.signal, record.fs, record.leads))
+
+        return {"name": name, **(await service.read(shown))}
 
     @app.get("/", include_in_schema=False)
     async def page():
@@ -397,10 +400,8 @@ async def _answers(futures: list, many: bool) -> list:
     done: none is left unread), naming its entry (``ecgs[2]: ...``) in a list."""
     answers = await asyncio.gather(*futures, return_exceptions=True)
     for k, answer in enumerate(answers):
-        if isinstance(answer, LimitExceeded) and many:
-            raise LimitExceeded(f"ecgs[{k}]: {answer}", answer.status)
         if isinstance(answer, ValueError) and many:
-            raise ValueError(f"ecgs[{k}]: {answer}")
+            raise labelled(answer, f"ecgs[{k}]")
         if isinstance(answer, BaseException):
             raise answer
     return answers

@@ -124,10 +124,16 @@ def entry(label: str, read, *args):
     """``read(*args)``, its ValueError prefixed with `label` (which entry of a list failed)."""
     try:
         return read(*args)
-    except LimitExceeded as exc:
-        raise LimitExceeded(f"{label}: {exc}", exc.status) from None
     except ValueError as exc:
-        raise ValueError(f"{label}: {exc}") from None
+        raise labelled(exc, label) from None
+
+
+def labelled(exc: ValueError, label: str) -> ValueError:
+    """`exc` with its message prefixed by `label` (``ecgs[2]: ...``), of the same kind (a
+    :class:`LimitExceeded` keeps its status)."""
+    if isinstance(exc, LimitExceeded):
+        return LimitExceeded(f"{label}: {exc}", exc.status)
+    return ValueError(f"{label}: {exc}")
 
 
 def decode_fields(fields: dict) -> dict:
@@ -155,8 +161,8 @@ def parse_int(value, name: str) -> int:
 def from_json(ecg, limits: Limits | None = None) -> Recording:
     """``{"signal": leads x samples, "fs": Hz, "leads": [names]}``; a ``null`` (or NaN) sample
     is an invalid one (as a record's invalid ADC value: preprocessing fills short gaps and
-    zeroes a lead that is mostly invalid); an infinite one is refused.  `limits`: the recording's size is checked before
-    its samples are converted."""
+    zeroes a lead that is mostly invalid); an infinite one is refused.  `limits`: the
+    recording's size is checked before its samples are converted."""
     if not isinstance(ecg, dict):
         raise ValueError("an ECG is an object {\"signal\": leads x samples, \"fs\": Hz, "
                          "\"leads\": [names]}")
