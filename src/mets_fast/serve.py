@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from .errors import UsageError, command, positive_int
-from .serving.limits import Limits
+from .serving.limits import FLAGS, MEANING, Limits
 
 KEY_VARIABLE = "METS_FAST_API_KEY"
 # how a worker process of --workers N learns its settings (uvicorn starts them by import)
@@ -48,23 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-upload-mb", type=float, default=64.0, help="largest request body (64 MB)")
     add("--max-json-mb", type=float, default=8.0,
         help="largest JSON body (8 MB; send long recordings as .npy bodies or uploads)")
-    defaults = Limits()
-    add("--max-seconds", type=float, default=defaults.seconds,
-        help=f"longest ECG of a request, in seconds of signal ({defaults.seconds:g})")
-    add("--max-samples", type=positive_int, default=defaults.samples,
-        help=f"most samples of one ECG over all its leads ({defaults.samples:,})")
-    add("--max-windows", type=positive_int, default=defaults.windows,
-        help=f"most model windows of one request over all its ECGs, and of one batch "
-             f"({defaults.windows})")
-    add("--max-classes", type=positive_int, default=defaults.classes,
-        help=f"most classes of a zero-shot request ({defaults.classes})")
-    add("--max-descriptions", type=positive_int, default=defaults.descriptions,
-        help=f"most descriptions of one class ({defaults.descriptions})")
-    add("--max-text", type=positive_int, default=defaults.text,
-        help=f"longest class name, description or query text, in characters ({defaults.text})")
-    add("--prompt-memory", type=positive_int, default=defaults.memory,
-        help=f"prompt and query embeddings kept in memory, least recently used first out "
-             f"({defaults.memory}; nothing a client sends is written to disk)")
+    for name, default in Limits()._asdict().items():
+        add(FLAGS[name], type=float if isinstance(default, float) else positive_int,
+            default=default, help=f"{MEANING[name]} ({default:,})")
     add("--api-key-file", help=f"a file holding the API key (else ${KEY_VARIABLE})")
     return parser
 
@@ -130,10 +116,10 @@ def limits_of(args) -> Limits:
     """The per-request bounds the flags set (a UsageError for a bound that is not a positive
     number)."""
     try:
-        return Limits(args.max_seconds, args.max_samples, args.max_windows, args.max_classes,
-                      args.max_descriptions, args.max_text, args.prompt_memory).check()
+        return Limits(**{name: getattr(args, flag[2:].replace("-", "_"))
+                         for name, flag in FLAGS.items()}).check()
     except ValueError as exc:
-        raise UsageError(f"{exc} (--max-seconds)") from None
+        raise UsageError(str(exc)) from None
 
 
 def worker_app():

@@ -30,18 +30,28 @@ class Limits(NamedTuple):
     memory: int = 4096
 
     def check(self) -> "Limits":
-        """Itself, or a ValueError naming a bound that is not a positive number."""
+        """Itself, or a ValueError naming a bound (and its flag) that is not a positive
+        number."""
         for name, value in self._asdict().items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                     not math.isfinite(value) or value <= 0:
-                raise ValueError(f"the limit {name} must be a positive number, got {value!r}")
+                raise ValueError(f"{FLAGS[name]} (the limit {name}) must be a positive "
+                                 f"number, got {value!r}")
         return self
 
 
-# the flag of each bound (mets-fast serve)
+# the flag of each bound (mets-fast serve) and what it bounds, for its --help
 FLAGS = {"seconds": "--max-seconds", "samples": "--max-samples", "windows": "--max-windows",
          "classes": "--max-classes", "descriptions": "--max-descriptions",
          "text": "--max-text", "memory": "--prompt-memory"}
+MEANING = {"seconds": "longest ECG of a request, in seconds of signal",
+           "samples": "most samples of one ECG over all its leads",
+           "windows": "most model windows of one request over all its ECGs, and of one batch",
+           "classes": "most classes of a zero-shot request",
+           "descriptions": "most descriptions of one class",
+           "text": "longest class name, description or query text, in characters",
+           "memory": "prompt and query embeddings kept in memory, least recently used first "
+                     "out (nothing a client sends is written to disk)"}
 
 
 class LimitExceeded(ValueError):
